@@ -1,0 +1,95 @@
+"""The ResNet module, built by pure functions from a config's plan.
+
+    stem -> layer1 .. layerN -> [final BN-ReLU, pre-activation only] -> global avg-pool -> fc
+
+Module names are torchvision's, so for every torchvision preset our state dict has the same keys
+and shapes as `torchvision.models.<name>()` and loads into it unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .blocks import make_block
+from .config import ResNetConfig, resolve
+from .plan import BlockPlan, Plan, plan
+
+
+def make_stage(blocks: tuple[BlockPlan, ...]) -> nn.Sequential:
+    return nn.Sequential(*(make_block(b) for b in blocks))
+
+
+class ResNet(nn.Module):
+    def __init__(self, cfg: ResNetConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.plan: Plan = plan(cfg)
+        p = self.plan
+        self.conv1 = nn.Conv2d(
+            cfg.in_channels,
+            cfg.stem_width,
+            p.stem_conv.kernel,
+            stride=p.stem_conv.stride,
+            padding=p.stem_conv.padding,
+            bias=False,
+        )
+        if p.stem_bn:
+            self.bn1 = nn.BatchNorm2d(cfg.stem_width)
+        self.relu = nn.ReLU(inplace=True)
+        if p.stem_pool:
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.stages = [f"layer{i + 1}" for i in range(cfg.num_stages)]
+        for name, blocks in zip(self.stages, p.stages):
+            self.add_module(name, make_stage(blocks))
+        if p.final_bn:
+            self.final_bn = nn.BatchNorm2d(p.features)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(p.features, cfg.num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # He initialisation ([He2015b], cited in [He2015] 3.4), fan-out as torchvision does.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if self.config.zero_init_residual:
+            # Every block then starts as the identity (Goyal et al. 2017, "ImageNet in 1 hour", 5.1).
+            for stage in self.stages:
+                for block in self.get_submodule(stage).children():
+                    block.zero_init_last()  # type: ignore[operator]
+
+    def stem(self, x: Tensor) -> Tensor:
+        x = self.conv1(x)  # (B, stem_width, H/2, W/2) for the ImageNet stem
+        if self.plan.stem_bn:
+            x = self.relu(self.bn1(x))
+        if self.plan.stem_pool:
+            x = self.maxpool(x)  # (B, stem_width, H/4, W/4)
+        return x
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.stem(x)
+        for name in self.stages:
+            x = self.get_submodule(name)(x)  # each stage after the first halves H and W
+        if self.plan.final_bn:
+            x = self.relu(self.final_bn(x))
+        return x  # (B, features, h, w)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.avgpool(self.forward_features(x))  # (B, features, 1, 1)
+        return self.fc(torch.flatten(x, 1))  # (B, num_classes)
+
+
+def build_model(model: str | ResNetConfig, *, device: str | torch.device | None = None) -> ResNet:
+    """A fresh, randomly initialised ResNet for a preset name or a config.
+
+    `device="meta"` builds the module tree without allocating any weights (for shapes only).
+    """
+    cfg = resolve(model)
+    if device is None:
+        return ResNet(cfg)
+    with torch.device(device):
+        return ResNet(cfg)

@@ -1,0 +1,56 @@
+"""Helpers for driving the Streamlit app from Playwright (test ids checked against Streamlit 1.67)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page, expect
+else:
+
+    def expect(actual: Any, message: str | None = None) -> Any:
+        """Playwright's `expect`, imported on first use so a missing playwright skips instead of breaking collection."""
+        from playwright.sync_api import expect as _expect
+
+        return _expect(actual, message)
+
+
+# True once the app has been connected, idle (script not running) and without a status widget for `quiet` ms.
+_IDLE_JS = """
+(quiet) => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  const idle = app !== null
+    && app.getAttribute('data-test-connection-state') === 'CONNECTED'
+    && app.getAttribute('data-test-script-state') === 'notRunning'
+    && document.querySelector('[data-testid="stAppViewContainer"]') !== null
+    && document.querySelector('[data-testid="stStatusWidget"]') === null;
+  if (!idle) { window.__pwIdleSince = undefined; return false; }
+  if (window.__pwIdleSince === undefined) window.__pwIdleSince = performance.now();
+  return performance.now() - window.__pwIdleSince >= quiet;
+}
+"""
+
+
+def wait_for_app(page: Page, *, timeout_ms: float = 60_000, quiet_ms: int = 300) -> None:
+    """Wait until Streamlit has connected and finished running the script (idle for `quiet_ms`)."""
+    page.wait_for_selector('[data-testid="stApp"]', state="attached", timeout=timeout_ms)
+    page.wait_for_selector('[data-testid="stAppViewContainer"]', state="attached", timeout=timeout_ms)
+    page.evaluate("() => { window.__pwIdleSince = undefined; }")
+    page.wait_for_function(_IDLE_JS, arg=quiet_ms, polling=50, timeout=timeout_ms)
+
+
+def metric_value(page: Page, label: str) -> str:
+    """The displayed value of the `st.metric` whose label is exactly `label`."""
+    label_el = page.get_by_test_id("stMetricLabel").filter(has_text=re.compile(rf"^\s*{re.escape(label)}\s*$"))
+    metric = page.get_by_test_id("stMetric").filter(has=label_el)
+    return metric.get_by_test_id("stMetricValue").inner_text().strip()
+
+
+def screenshot(page: Page, path: str | Path) -> Path:
+    """Save a full-page PNG screenshot to `path` (parents created) and return the path."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(out), full_page=True)
+    return out

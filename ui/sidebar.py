@@ -1,0 +1,256 @@
+"""The shared model picker in the sidebar, kept in the URL so a copied link reproduces the view.
+
+Flow of one run: (first run of a session only) the URL seeds the widgets; the widgets give a candidate
+selection; a valid candidate becomes the last good one and is written back to the URL; an invalid one
+gets a message next to its control while the last good selection stays on screen.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from resnet_core.config import BLOCK_TYPES, PRESET_GROUPS, SHORTCUTS, STEMS, STRIDE_PLACEMENTS, ResNetConfig
+from resnet_core.selection import (
+    CUSTOM,
+    DEFAULT,
+    MAX_SIDE,
+    MIN_SIDE,
+    Selection,
+    check,
+    default_input,
+    from_query,
+    to_query,
+)
+from ui import state as K
+
+FAMILIES = (*PRESET_GROUPS, "Custom")
+PER_STAGE = "per stage…"
+SHORTCUT_HELP = {
+    "A": "A · zero-padded identity (no parameters)",
+    "B": "B · projection where the shape changes",
+    "C": "C · projection in every block",
+}
+
+
+def _family_of(preset: str) -> str:
+    return next((fam for fam, group in PRESET_GROUPS.items() if preset in group), "Custom")
+
+
+def _seed_custom(cfg: ResNetConfig) -> None:
+    """Copy a config into the custom controls (so customising starts from what is on screen)."""
+    ss = st.session_state
+    ss[K.C_BLOCKS] = ",".join(map(str, cfg.blocks))
+    if isinstance(cfg.block, str):
+        ss[K.C_BLOCK], ss[K.C_BLOCK_PER_STAGE] = cfg.block, cfg.block
+    else:
+        ss[K.C_BLOCK], ss[K.C_BLOCK_PER_STAGE] = PER_STAGE, ",".join(cfg.block)
+    ss[K.C_WIDTHS] = ",".join(map(str, cfg.widths))
+    ss[K.C_STEM] = cfg.stem
+    ss[K.C_STEM_WIDTH] = cfg.stem_width
+    ss[K.C_SHORTCUT] = cfg.shortcut
+    ss[K.C_STRIDE_AT] = cfg.stride_at
+    ss[K.C_GROUPS] = cfg.groups
+    ss[K.C_WIDTH_PER_GROUP] = cfg.width_per_group
+    ss[K.C_PREACT] = cfg.preact
+    ss[K.C_RESIDUAL] = cfg.residual
+    ss[K.C_ZERO_INIT] = cfg.zero_init_residual
+    ss[K.C_CLASSES] = cfg.num_classes
+
+
+def _seed(sel: Selection) -> None:
+    """Put a selection into every widget of the picker."""
+    ss = st.session_state
+    ss[K.FAMILY] = _family_of(sel.preset)
+    if sel.preset != CUSTOM:
+        ss[K.PRESET] = sel.preset
+    _seed_custom(sel.config)
+    c, h, w = sel.input_size
+    ss[K.CHANNELS], ss[K.SQUARE], ss[K.SIDE], ss[K.HEIGHT], ss[K.WIDTH] = c, h == w, h, h, w
+    ss[K.BATCH] = sel.batch_size
+
+
+def _on_family_change() -> None:
+    ss = st.session_state
+    last: Selection = ss[K.LAST_GOOD]
+    if ss[K.FAMILY] == "Custom":
+        _seed_custom(last.config)
+    else:
+        group = PRESET_GROUPS[ss[K.FAMILY]]
+        ss[K.PRESET] = next(iter(group))
+        _seed_input(group[ss[K.PRESET]])
+
+
+def _seed_input(cfg: ResNetConfig) -> None:
+    """A new preset family gets its natural input size (32 for CIFAR nets, 224 for ImageNet ones)."""
+    ss = st.session_state
+    c, h, w = default_input(cfg)
+    ss[K.CHANNELS], ss[K.SQUARE], ss[K.SIDE], ss[K.HEIGHT], ss[K.WIDTH] = c, True, h, h, w
+
+
+def _on_preset_change() -> None:
+    ss = st.session_state
+    new = PRESET_GROUPS[ss[K.FAMILY]][ss[K.PRESET]]
+    old: Selection = ss[K.LAST_GOOD]
+    if new.stem != old.config.stem or new.in_channels != ss[K.CHANNELS]:
+        _seed_input(new)
+
+
+def _initialise() -> None:
+    ss = st.session_state
+    if ss.get(K.INITIALISED):
+        return
+    sel, warnings = from_query(st.query_params.to_dict())
+    ss[K.URL_WARNINGS] = warnings
+    ss[K.LAST_GOOD] = sel
+    _seed(sel)
+    ss[K.INITIALISED] = True
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(p) for p in text.replace(" ", "").split(",") if p)
+    except ValueError:
+        raise ValueError(f"{what}: write whole numbers separated by commas, e.g. 2,2,2,2") from None
+    if not values:
+        raise ValueError(f"{what}: give at least one stage")
+    return values
+
+
+def _custom_controls() -> ResNetConfig:
+    """The custom-model controls; raises ValueError (shown next to them) for a config that cannot be built."""
+    st.text_input("Blocks per stage", key=K.C_BLOCKS, help="Residual blocks in each stage, e.g. 3,4,6,3 (ResNet-50)")
+    st.selectbox("Block type", (*BLOCK_TYPES, PER_STAGE), key=K.C_BLOCK)
+    if st.session_state[K.C_BLOCK] == PER_STAGE:
+        st.text_input(
+            "Block type of each stage", key=K.C_BLOCK_PER_STAGE, help="e.g. basic,basic,bottleneck,bottleneck"
+        )
+    st.text_input("Widths", key=K.C_WIDTHS, help="Base width of each stage; a bottleneck outputs 4x this")
+    cols = st.columns(2)
+    cols[0].selectbox("Stem", STEMS, key=K.C_STEM, help="imagenet: 7x7/2 conv + max-pool; cifar: 3x3/1 conv")
+    cols[1].number_input("Stem width", min_value=1, max_value=100_000, key=K.C_STEM_WIDTH)
+    st.radio("Shortcut", SHORTCUTS, key=K.C_SHORTCUT, format_func=SHORTCUT_HELP.get)
+    st.radio(
+        "Bottleneck stride on",
+        STRIDE_PLACEMENTS,
+        key=K.C_STRIDE_AT,
+        horizontal=True,
+        format_func=lambda v: {"v1": "v1 · first 1x1 (paper)", "v1.5": "v1.5 · 3x3 (torchvision)"}[v],
+    )
+    cols = st.columns(2)
+    cols[0].number_input("Groups", min_value=1, max_value=100_000, key=K.C_GROUPS, help="ResNeXt cardinality")
+    cols[1].number_input("Width per group", min_value=1, max_value=100_000, key=K.C_WIDTH_PER_GROUP)
+    st.toggle("Pre-activation (BN-ReLU before conv)", key=K.C_PREACT)
+    st.toggle("Residual shortcuts", key=K.C_RESIDUAL, help="Off: the plain network of the same shape")
+    st.toggle("Zero-init last BN of each block", key=K.C_ZERO_INIT)
+    st.number_input("Classes", min_value=1, max_value=10_000_000, key=K.C_CLASSES)
+
+    ss = st.session_state
+    blocks = _ints(ss[K.C_BLOCKS], "Blocks per stage")
+    widths = _ints(ss[K.C_WIDTHS], "Widths")
+    if ss[K.C_BLOCK] == PER_STAGE:
+        types = tuple(t.strip() for t in ss[K.C_BLOCK_PER_STAGE].split(","))
+        block: object = types[0] if len(types) == 1 else types
+    else:
+        block = ss[K.C_BLOCK]
+    return ResNetConfig(
+        blocks=blocks,
+        block=block,  # type: ignore[arg-type]
+        widths=widths,
+        stem=ss[K.C_STEM],
+        stem_width=int(ss[K.C_STEM_WIDTH]),
+        shortcut=ss[K.C_SHORTCUT],
+        stride_at=ss[K.C_STRIDE_AT],
+        groups=int(ss[K.C_GROUPS]),
+        width_per_group=int(ss[K.C_WIDTH_PER_GROUP]),
+        preact=bool(ss[K.C_PREACT]),
+        residual=bool(ss[K.C_RESIDUAL]),
+        zero_init_residual=bool(ss[K.C_ZERO_INIT]),
+        in_channels=int(ss[K.CHANNELS]),
+        num_classes=int(ss[K.C_CLASSES]),
+    )
+
+
+def _input_controls(*, custom: bool) -> tuple[tuple[int, int, int], int]:
+    ss = st.session_state
+    st.number_input(
+        "Channels",
+        min_value=1,
+        max_value=64,
+        key=K.CHANNELS,
+        disabled=not custom,
+        help=None if custom else "A preset takes 3-channel (RGB) images; choose Custom for other inputs",
+    )
+    square = st.toggle("Square input", key=K.SQUARE)
+    if square:
+        st.number_input("Side (pixels)", min_value=1, max_value=100_000, key=K.SIDE)
+        h = w = int(ss[K.SIDE])
+        ss[K.HEIGHT], ss[K.WIDTH] = h, w
+    else:
+        cols = st.columns(2)
+        cols[0].number_input("Height", min_value=1, max_value=100_000, key=K.HEIGHT)
+        cols[1].number_input("Width", min_value=1, max_value=100_000, key=K.WIDTH)
+        h, w = int(ss[K.HEIGHT]), int(ss[K.WIDTH])
+        ss[K.SIDE] = h
+    st.number_input("Batch size", min_value=1, max_value=1_000_000, key=K.BATCH)
+    return (int(ss[K.CHANNELS]), h, w), int(ss[K.BATCH])
+
+
+def model_picker() -> Selection:
+    """Render the picker and return the selection to show: the current one if valid, else the last good one."""
+    _initialise()
+    ss = st.session_state
+    with st.sidebar:
+        st.header("Model")
+        family = st.selectbox("Family", FAMILIES, key=K.FAMILY, on_change=_on_family_change)
+        problem: str | None = None
+        config: ResNetConfig | None = None
+        preset = CUSTOM
+        if family == "Custom":
+            try:
+                with st.expander("Stages and blocks", expanded=True):
+                    config = _custom_controls()
+            except ValueError as e:
+                problem = str(e)
+                st.error(problem, icon="⚠️")
+        else:
+            options = tuple(PRESET_GROUPS[family])
+            if ss.get(K.PRESET) not in options:
+                ss[K.PRESET] = options[0]
+            preset = st.selectbox("Preset", options, key=K.PRESET, on_change=_on_preset_change)
+            config = PRESET_GROUPS[family][preset]
+            # A preset's in_channels is fixed; keep the input's channels in step with it.
+            ss[K.CHANNELS] = config.in_channels
+
+        st.header("Input")
+        input_size, batch = _input_controls(custom=family == "Custom")
+        if config is not None:
+            candidate = Selection(preset, config, input_size, batch)
+            try:
+                check(candidate)
+            except ValueError as e:
+                problem = str(e)
+                st.error(problem, icon="⚠️")
+            else:
+                ss[K.LAST_GOOD] = candidate
+        if problem:
+            st.caption("Showing the last valid model until this is fixed.")
+
+    shown: Selection = ss.get(K.LAST_GOOD, DEFAULT)
+    ss[K.SELECTION] = shown
+    query = to_query(shown)
+    if st.query_params.to_dict() != query:
+        st.query_params.from_dict(query)
+    return shown
+
+
+def current_selection() -> Selection:
+    """The selection the sidebar settled on in this run (pages call this)."""
+    return st.session_state.get(K.SELECTION, DEFAULT)
+
+
+def url_warnings() -> list[str]:
+    """Warnings about the link this session was opened with (shown once, by the page)."""
+    return list(st.session_state.get(K.URL_WARNINGS, []))
+
+
+__all__ = ["MAX_SIDE", "MIN_SIDE", "current_selection", "model_picker", "url_warnings"]

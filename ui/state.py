@@ -1,0 +1,36 @@
+"""Every session-state key of the app, named once."""
+
+from __future__ import annotations
+
+# The model picker (sidebar).
+INITIALISED = "picker.initialised"
+URL_WARNINGS = "picker.url_warnings"
+SELECTION = "picker.selection"  # what every page shows this run
+LAST_GOOD = "picker.last_good"  # the last valid Selection; shown whenever the controls hold a bad one
+FAMILY = "picker.family"
+PRESET = "picker.preset"
+SQUARE = "picker.square"
+CHANNELS = "picker.channels"
+SIDE = "picker.side"
+HEIGHT = "picker.height"
+WIDTH = "picker.width"
+BATCH = "picker.batch"
+
+# Custom model controls.
+C_BLOCKS = "custom.blocks"
+C_BLOCK = "custom.block"
+C_BLOCK_PER_STAGE = "custom.block_per_stage"
+C_WIDTHS = "custom.widths"
+C_STEM = "custom.stem"
+C_STEM_WIDTH = "custom.stem_width"
+C_SHORTCUT = "custom.shortcut"
+C_STRIDE_AT = "custom.stride_at"
+C_GROUPS = "custom.groups"
+C_WIDTH_PER_GROUP = "custom.width_per_group"
+C_PREACT = "custom.preact"
+C_RESIDUAL = "custom.residual"
+C_ZERO_INIT = "custom.zero_init"
+C_CLASSES = "custom.classes"
+
+# The architecture page.
+TABLE_LEVEL = "arch.table_level"
