@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
+
 import streamlit as st
 
-from resnet_core.units import fmt_count
-from ui.cache import report_for
+from resnet_core import blocks as block_module
+from resnet_core.selection import CUSTOM
+from resnet_core.tables import LEVELS
+from resnet_core.units import fmt_bytes, fmt_count
+from ui import state as K
+from ui.cache import diagram_for, export_onnx, export_safetensors, reference_table, report_for, table_for
+from ui.charts import along_depth, per_stage
+from ui.diagram import default_expanded
 from ui.sidebar import current_selection, url_warnings
 
 sel = current_selection()
@@ -13,16 +21,195 @@ for w in url_warnings():
     st.warning(w, icon="🔗")
 
 report = report_for(sel)
+cfg = report.config
 c, h, w = sel.input_size
-st.title(f"{sel.label}")
-st.caption(f"Input {c}x{h}x{w} · batch {sel.batch_size}")
+types = sorted(set(cfg.block_types), key=cfg.block_types.index)
+st.title(sel.label)
+st.caption(
+    f"{' + '.join(types)} blocks {'-'.join(map(str, cfg.blocks))} · {cfg.stem} stem · "
+    f"shortcut {cfg.shortcut if cfg.residual else 'none (plain network)'} · "
+    + (f"bottleneck stride {cfg.stride_at} · " if "bottleneck" in types else "")
+    + ("pre-activation · " if cfg.preact else "")
+    + f"input {c}×{h}×{w}, batch {sel.batch_size}"
+)
 
 m = st.columns(4)
 m[0].metric("Parameters (trainable)", f"{report.trainable_params:,}", help=f"{fmt_count(report.trainable_params)}")
 m[1].metric(
     "MACs per image",
     f"{fmt_count(report.total_macs)}MACs",
-    help=f"{report.total_macs:,} multiply-accumulates of the convolutions and the linear layer",
+    help=f"{report.total_macs:,} multiply-accumulates of the convolutions and the linear layer, for one image",
 )
-m[2].metric("FLOPs per image", f"{fmt_count(report.total_flops)}FLOPs", help="FLOPs = 2 x MACs")
-m[3].metric("Receptive field", f"{report.receptive_field} px", help=f"at the last spatial layer; jump {report.jump}")
+m[2].metric("FLOPs per image", f"{fmt_count(report.total_flops)}FLOPs", help="FLOPs = 2 × MACs (a multiply and an add)")
+m[3].metric(
+    "Receptive field",
+    f"{report.receptive_field} px",
+    help=f"Input pixels that can reach one unit of the last feature map; neighbouring units are {report.jump} px apart",
+)
+m = st.columns(4)
+m[0].metric("Weighted layers", report.weighted_layers, help="Convs and the fc layer on the main path (shortcuts not counted)")
+m[1].metric(
+    "Activation memory (batch)",
+    fmt_bytes(report.activation_bytes),
+    help="Every layer's output for the whole batch in float32: what a forward pass writes",
+)
+mem = report.memory
+m[2].metric(
+    "Training memory (batch)",
+    fmt_bytes(mem.total_bytes),
+    help=(
+        f"float32, SGD with momentum: parameters {fmt_bytes(mem.param_bytes)} + gradients {fmt_bytes(mem.grad_bytes)}"
+        f" + momentum {fmt_bytes(mem.optimizer_bytes)} + activations kept for backward "
+        f"{fmt_bytes(mem.saved_activation_bytes)}"
+    ),
+)
+last = next(r for r in reversed(report.rows) if r.receptive_field is not None)
+m[3].metric("Last feature map", "×".join(map(str, last.output_shape[1:])), help="channels × height × width, before pooling")
+
+tab_table, tab_charts, tab_diagram, tab_refs, tab_how, tab_export = st.tabs(
+    ["Layer table", "Charts", "Diagram", "Against the references", "How it works", "Export"]
+)
+
+with tab_table:
+    labels = {"stage": "Stages", "block": "Blocks", "layer": "Every layer"}
+    cols = st.columns([2, 2, 1])
+    with cols[0]:
+        level = st.segmented_control(
+            "Level", LEVELS, format_func=labels.get, key=K.TABLE_LEVEL, default="block", required=True
+        )
+    stages = ["stem", *(f"layer{i + 1}" for i in range(cfg.num_stages)), "head"]
+    with cols[1]:
+        stage = st.selectbox("Stage", ["all", *stages], key=K.TABLE_STAGE, disabled=level == "stage")
+    table = table_for(sel, level)
+    if level != "stage" and stage != "all":
+        table = table[table["stage"] == stage]
+    number = st.column_config.NumberColumn
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        height=min(35 * (len(table) + 1) + 3, 560),
+        column_config={
+            "layer": st.column_config.TextColumn("layer", pinned=True),
+            "params": number("params", format="localized"),
+            "macs": number("MACs / image", format="localized"),
+            "flops": number("FLOPs / image", format="localized"),
+            "output_bytes": number("output (batch)", format="bytes"),
+            "receptive_field": number("RF (px)"),
+            "jump": number("jump (px)"),
+        },
+    )
+    name = sel.preset if sel.preset != CUSTOM else "custom"
+    with cols[2]:
+        st.download_button(
+            "Download CSV",
+            table.to_csv(index=False).encode(),
+            file_name=f"{name}_{c}x{h}x{w}_b{sel.batch_size}_{level}.csv",
+            mime="text/csv",
+            on_click="ignore",
+            icon="⬇️",
+        )
+    st.caption(
+        "MACs are multiply-accumulates of convolutions and the linear layer, per image; FLOPs = 2 × MACs. "
+        "Output bytes are for the whole batch in float32. RF is the receptive field through the residual graph "
+        "(the union of branch and shortcut at each sum); jump is the distance in input pixels between neighbouring "
+        "units."
+    )
+
+with tab_charts:
+    st.plotly_chart(per_stage(report), config={"displayModeBar": False})
+    st.plotly_chart(along_depth(report), config={"displayModeBar": False})
+
+with tab_diagram:
+    stage_names = [f"layer{i + 1}" for i in range(cfg.num_stages)]
+    expanded = st.multiselect(
+        "Stages drawn block by block (the others are collapsed into one box)",
+        stage_names,
+        default=default_expanded(report),
+        key=f"{K.DIAGRAM_EXPANDED}.{sel.preset}.{cfg.blocks}",
+    )
+    st.graphviz_chart(diagram_for(sel, tuple(expanded)), width="content")
+    st.caption(
+        "Shortcuts: **solid green** identity · **dashed orange** projection (1x1 conv + BN) · "
+        "**dotted blue** zero-padded identity (option A). Edge labels are the tensor shapes (C×H×W)."
+    )
+
+with tab_refs:
+    if sel.preset == CUSTOM:
+        st.info("Published figures exist for the presets; pick one to compare.", icon="📚")
+    else:
+        ref = reference_table(sel.preset)
+        if ref.empty:
+            st.info(f"No published figures for {sel.preset}.", icon="📚")
+        else:
+            st.dataframe(
+                ref,
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    "params": number("params", format="localized"),
+                    "ours: params": number("ours: params", format="localized"),
+                    "MACs": number("MACs", format="localized"),
+                    "ours: MACs": number("ours: MACs", format="localized"),
+                    "top-1 error (%)": number("top-1 error (%)", format="%.2f"),
+                },
+            )
+            st.markdown(
+                "- **Parameters** are counted exactly; torchvision's counts are exact too, so they agree to the "
+                "last digit. The paper rounds (0.27M).\n"
+                "- **MACs vs FLOPs.** The paper's Table 1 'FLOPs' and torchvision's 'GFLOPS' are both "
+                "*multiply-adds*: compare them with our **MACs**. Our FLOPs are 2 × MACs.\n"
+                "- **v1 vs v1.5.** The paper strides its bottlenecks in the first 1x1 conv (v1); torchvision "
+                "strides in the 3x3 (v1.5), which costs more (ResNet-50: 4.09 vs 3.86 GMACs) and is about "
+                "0.5% more accurate. The 'ours' MACs beside a paper row are for the paper's v1 model.\n"
+                "- The paper prints two or three significant digits; ours are exact at the input size in the "
+                "row (224 for ImageNet models, 32 for CIFAR ones), whatever input is chosen in the sidebar."
+            )
+
+with tab_how:
+    st.markdown(
+        "**Residual learning** ([He et al. 2015](https://arxiv.org/abs/1512.03385), §3.1–3.2). Instead of asking a "
+        "stack of layers to fit a mapping H(x) directly, a block fits the *residual* F(x) = H(x) − x and adds its "
+        "input back through a shortcut:"
+    )
+    st.latex(r"y = \mathcal{F}(x, \{W_i\}) + x \qquad \text{(eq. 1)}")
+    st.markdown(
+        "If the best thing a block can do is nothing, it only has to drive F to zero, which is easy; a plain stack "
+        "has to learn the identity through several non-linear layers, which the paper shows is hard (the "
+        "*degradation problem*: a deeper plain net has **higher training error**, Fig. 1). Where the shapes differ, "
+        "the shortcut is a linear projection:"
+    )
+    st.latex(r"y = \mathcal{F}(x, \{W_i\}) + W_s\,x \qquad \text{(eq. 2)}")
+    st.markdown(
+        "**Shortcut options** (§3.3, Table 3): **A** zero-pads the identity with extra channels (no parameters; the "
+        "CIFAR nets use it); **B** projects only where the shape changes (torchvision's choice); **C** projects "
+        "everywhere (slightly better, many more parameters).\n\n"
+        "**Bottlenecks** (§4.1, Fig. 5): a 1x1 conv reduces the channels 4×, the 3x3 works on the thin tensor, and "
+        "a 1x1 expands back. With 64→256 channels this costs about the same as a basic block of two 3x3 convs on 64 "
+        "channels, so ResNet-50/101/152 go deep for the price of ResNet-34.\n\n"
+        "**Pre-activation** ([He et al. 2016](https://arxiv.org/abs/1603.05027)): BN and ReLU move before each conv "
+        "and nothing follows the sum, so the shortcut path is a pure identity from the first block to the last."
+    )
+    st.markdown("**The code of the blocks in this model** (the exact source that runs):")
+    classes = {block_module.BLOCK_CLASSES[(t, cfg.preact)] for t in cfg.block_types}
+    if cfg.residual and cfg.shortcut == "A":
+        classes.add(block_module.ZeroPadShortcut)
+    for cls in sorted(classes, key=lambda k: k.__name__):
+        st.code(inspect.getsource(cls), language="python")
+
+with tab_export:
+    st.markdown(
+        "Download the model with random weights: **ONNX** opens in [Netron](https://netron.app) to browse the graph "
+        "and runs in ONNX Runtime; **safetensors** holds the state dict with torchvision's key names."
+    )
+    base = f"{sel.preset if sel.preset != CUSTOM else 'custom'}"
+    e1, e2 = st.columns(2)
+    e1.download_button(
+        "ONNX model", lambda: export_onnx(sel), file_name=f"{base}.onnx", mime="application/octet-stream",
+        on_click="ignore", icon="📦",
+    )
+    e2.download_button(
+        "State dict (safetensors)", lambda: export_safetensors(sel), file_name=f"{base}.safetensors",
+        mime="application/octet-stream", on_click="ignore", icon="📦",
+    )
+    st.caption(f"Files are about {fmt_bytes(report.param_bytes)} (float32 weights).")

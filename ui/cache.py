@@ -1,4 +1,4 @@
-"""Cached calls into resnet_core. Every cache is bounded; cached objects are immutable."""
+"""Cached calls into resnet_core. Every cache is bounded; cached objects are immutable or fresh copies."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from resnet_core import Report, analyze
+from resnet_core import Report, analyze, build_model
 from resnet_core.analysis import Level
+from resnet_core.export import to_onnx, to_safetensors
+from resnet_core.references import comparison
 from resnet_core.selection import Selection
+from ui.diagram import block_diagram
 
 _HASH: dict[str | type, Callable[[Any], Any]] = {Selection: repr}  # a frozen dataclass: its repr is its value
 
@@ -23,3 +26,22 @@ def report_for(sel: Selection) -> Report:
 @st.cache_data(max_entries=128, show_spinner=False, hash_funcs=_HASH)
 def table_for(sel: Selection, level: Level) -> pd.DataFrame:
     return report_for(sel).to_dataframe(level)
+
+
+@st.cache_data(max_entries=64, show_spinner=False, hash_funcs=_HASH)
+def diagram_for(sel: Selection, expanded: tuple[str, ...]) -> str:
+    return block_diagram(report_for(sel), expanded)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def reference_table(preset: str) -> pd.DataFrame:
+    return comparison(preset)
+
+
+def export_onnx(sel: Selection) -> bytes:
+    """Built on demand (a download click), never cached: the bytes can be hundreds of MB."""
+    return to_onnx(build_model(sel.config), sel.input_size)
+
+
+def export_safetensors(sel: Selection) -> bytes:
+    return to_safetensors(build_model(sel.config))

@@ -34,3 +34,5 @@ C_CLASSES = "custom.classes"
 
 # The architecture page.
 TABLE_LEVEL = "arch.table_level"
+TABLE_STAGE = "arch.table_stage"
+DIAGRAM_EXPANDED = "arch.diagram_expanded"  # suffixed with the model, so each model starts with its default

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page, expect
+    from playwright.sync_api import Locator, Page, expect
 else:
 
     def expect(actual: Any, message: str | None = None) -> Any:
@@ -54,3 +54,18 @@ def screenshot(page: Page, path: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(out), full_page=True)
     return out
+
+
+def metric_locator(page: Page, label: str) -> Locator:
+    """The value element of the `st.metric` whose label is exactly `label` (for `expect(...)`, which retries)."""
+    label_el = page.get_by_test_id("stMetricLabel").filter(has_text=re.compile(rf"^\s*{re.escape(label)}\s*$"))
+    return page.get_by_test_id("stMetric").filter(has=label_el).get_by_test_id("stMetricValue")
+
+
+def choose_option(page: Page, label: str, option: str) -> None:
+    """Pick `option` in the `st.selectbox` labelled `label`: open it with a click, click the option, wait for the rerun."""
+    box = page.get_by_test_id("stSelectbox").filter(has=page.get_by_role("combobox", name=label, exact=True))
+    box.get_by_role("combobox").click()
+    page.get_by_role("listbox", name=label, exact=True).get_by_role("option", name=option, exact=True).click()
+    expect(box.get_by_role("combobox")).to_have_value(option)
+    wait_for_app(page)

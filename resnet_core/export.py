@@ -1,0 +1,41 @@
+"""The built model as files: ONNX (opens in Netron and runs in ONNX Runtime) and a safetensors state dict."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import torch
+from safetensors.torch import save as save_safetensors
+
+from .model import ResNet
+
+
+def to_onnx(model: ResNet, input_size: tuple[int, int, int], *, opset: int = 17) -> bytes:
+    """ONNX bytes of `model` in eval mode, with a dynamic batch axis ("image" -> "logits")."""
+    was_training = model.training
+    model.eval()
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            # The TorchScript-based exporter needs no extra packages; its deprecation notice is not for users.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                model,
+                (torch.zeros(1, *input_size),),
+                buf,
+                dynamo=False,
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=opset,
+            )
+    finally:
+        model.train(was_training)
+    return buf.getvalue()
+
+
+def to_safetensors(model: ResNet) -> bytes:
+    """The state dict (weights and BN statistics) with torchvision's key names, as safetensors bytes."""
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    return save_safetensors(state, metadata={"config": repr(model.config)})

@@ -1,0 +1,208 @@
+"""The architecture page driven through its controls: the picker, the layer table, its CSV, shared links, errors.
+
+Every expected number comes from `resnet_core.analyze` here; the app has to agree with the library.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+import pandas as pd
+
+from resnet_core import analyze
+from resnet_core.config import ResNetConfig
+from resnet_core.units import fmt_count
+
+from .helpers import choose_option, expect, metric_locator, screenshot, wait_for_app
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Locator, Page
+
+PARAMS = "Parameters (trainable)"
+MACS = "MACs per image"
+LEVEL_LABELS = {"stage": "Stages", "block": "Blocks", "layer": "Every layer"}
+
+
+def _params(report: object) -> str:
+    return f"{report.trainable_params:,}"  # type: ignore[attr-defined]
+
+
+def _macs(report: object) -> str:
+    return f"{fmt_count(report.total_macs)}MACs"  # type: ignore[attr-defined]
+
+
+def _query(page: Page) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(urlsplit(page.url).query).items()}
+
+
+def _metrics(page: Page) -> dict[str, str]:
+    """Every st.metric on the page, label -> displayed value."""
+    out = {}
+    for m in page.get_by_test_id("stMetric").all():
+        out[m.get_by_test_id("stMetricLabel").inner_text().strip()] = m.get_by_test_id("stMetricValue").inner_text()
+    return out
+
+
+def _table_panel(page: Page) -> Locator:
+    return page.get_by_role("tabpanel", name="Layer table")
+
+
+def _show_level(page: Page, level: str) -> None:
+    radio = _table_panel(page).get_by_role("radio", name=LEVEL_LABELS[level], exact=True)
+    radio.click()
+    expect(radio).to_have_attribute("aria-checked", "true")
+    wait_for_app(page)
+
+
+def _expect_rows(page: Page, n: int) -> None:
+    """The layer table's grid reports `n` data rows (glide-data-grid's aria-rowcount counts the header too)."""
+    grid = _table_panel(page).get_by_test_id("stDataFrame").locator("[role=grid]")
+    expect(grid).to_have_attribute("aria-rowcount", str(n + 1))
+
+
+def _download_csv(page: Page, dest: Path) -> tuple[str, pd.DataFrame]:
+    with page.expect_download() as info:
+        _table_panel(page).get_by_role("button", name="Download CSV").click()
+    download = info.value
+    download.save_as(dest)
+    return download.suggested_filename, pd.read_csv(dest)
+
+
+def _assert_same_table(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """Same columns, same rows, same numbers (the expected frame goes through CSV too, so dtypes match)."""
+    assert list(got.columns) == list(expected.columns)
+    assert len(got) == len(expected)
+    pd.testing.assert_frame_equal(got, pd.read_csv(io.StringIO(expected.to_csv(index=False))), check_exact=True)
+    for col in ("params", "macs", "flops", "output_bytes"):  # exact integers, not just close
+        assert got[col].astype("int64").tolist() == expected[col].astype("int64").tolist(), col
+
+
+def test_preset_and_input_through_the_sidebar(page: Page, app_server: str) -> None:
+    page.goto(app_server)
+    wait_for_app(page)
+    family = page.get_by_role("combobox", name="Family", exact=True)
+    if family.input_value() != "ImageNet":
+        choose_option(page, "Family", "ImageNet")
+
+    choose_option(page, "Preset", "resnet18")
+    r18 = analyze("resnet18", input_size=(3, 224, 224), batch_size=1)
+    expect(metric_locator(page, PARAMS)).to_have_text(_params(r18))
+    expect(metric_locator(page, MACS)).to_have_text(_macs(r18))
+    expect(page).to_have_url(re.compile(r"[?&]preset=resnet18(&|$)"))
+
+    side = page.get_by_role("spinbutton", name="Side (pixels)", exact=True)
+    side.fill("320")
+    side.press("Enter")
+    wait_for_app(page)
+    r18_320 = analyze("resnet18", input_size=(3, 320, 320), batch_size=1)
+    assert _macs(r18_320) != _macs(r18)
+    expect(metric_locator(page, MACS)).to_have_text(_macs(r18_320))
+    expect(metric_locator(page, PARAMS)).to_have_text(_params(r18_320))
+    expect(page).to_have_url(re.compile(r"[?&]input=3x320x320(&|$)"))
+    assert _query(page)["preset"] == "resnet18"
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+def test_layer_table_levels_and_csv(page: Page, app_server: str, tmp_path: Path) -> None:
+    preset, size, batch = "resnet18", (3, 160, 160), 2
+    page.goto(f"{app_server}/?preset={preset}&input={'x'.join(map(str, size))}&batch={batch}")
+    wait_for_app(page)
+    report = analyze(preset, input_size=size, batch_size=batch)
+    expect(metric_locator(page, PARAMS)).to_have_text(_params(report))
+    page.get_by_role("tab", name="Layer table").click()
+    wait_for_app(page)
+
+    for level in ("stage", "block", "layer"):
+        _show_level(page, level)
+        expected = report.to_dataframe(level)
+        _expect_rows(page, len(expected))
+        name, got = _download_csv(page, tmp_path / f"{level}.csv")
+        assert name.endswith(f"_{level}.csv"), name
+        if level == "layer":
+            _assert_same_table(got, expected)
+        else:
+            assert len(got) == len(expected)
+    screenshot(page, tmp_path / "table.png")
+    _table_panel(page).screenshot(path=str(tmp_path / "table_panel.png"))
+
+    # The stage filter: the grid and the CSV both hold only that stage's rows.
+    choose_option(page, "Stage", "layer2")
+    expected = report.to_dataframe("layer")
+    expected = expected[expected["stage"] == "layer2"].reset_index(drop=True)
+    assert 0 < len(expected) < len(report.to_dataframe("layer"))
+    _expect_rows(page, len(expected))
+    _, got = _download_csv(page, tmp_path / "layer2.csv")
+    _assert_same_table(got, expected)
+
+    page.get_by_role("tab", name="Diagram").click()
+    wait_for_app(page)
+    chart = page.get_by_role("tabpanel", name="Diagram").get_by_test_id("stGraphVizChart")
+    expect(chart.locator("svg g.node").first).to_be_visible()
+    screenshot(page, tmp_path / "diagram.png")
+    chart.screenshot(path=str(tmp_path / "diagram_chart.png"))
+    for png in ("table.png", "table_panel.png", "diagram.png", "diagram_chart.png"):
+        assert (tmp_path / png).stat().st_size > 0, png
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+def test_shared_link_reproduces_a_custom_model(page: Page, browser: Browser, app_server: str) -> None:
+    page.goto(
+        f"{app_server}/?preset=custom&blocks=1,2,3&block=bottleneck&widths=32,64,128&stem=cifar&stem_width=16"
+        "&shortcut=B&input=3x64x64&batch=4"
+    )
+    wait_for_app(page)
+    cfg = ResNetConfig().with_(
+        blocks=(1, 2, 3), block="bottleneck", widths=(32, 64, 128), stem="cifar", stem_width=16, shortcut="B"
+    )
+    report = analyze(cfg, input_size=(3, 64, 64), batch_size=4)
+    expect(metric_locator(page, PARAMS)).to_have_text(_params(report))
+    expect(metric_locator(page, MACS)).to_have_text(_macs(report))
+    expect(page.get_by_test_id("stAlert").filter(has_text="link")).to_have_count(0)  # no URL warning
+    shared = page.url
+    q = _query(page)
+    assert (q["preset"], q["blocks"], q["widths"], q["input"], q["batch"]) == (
+        "custom", "1,2,3", "32,64,128", "3x64x64", "4",
+    )  # fmt: skip
+    first = _metrics(page)
+    assert len(first) >= 8, first
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        other = context.new_page()
+        other.goto(shared)
+        wait_for_app(other)
+        expect(metric_locator(other, PARAMS)).to_have_text(_params(report))
+        assert _metrics(other) == first
+        assert _query(other) == q
+        expect(other.get_by_test_id("stException")).to_have_count(0)
+    finally:
+        context.close()
+
+
+def test_invalid_custom_blocks_keep_the_last_valid_model(page: Page, app_server: str, tmp_path: Path) -> None:
+    page.goto(f"{app_server}/?preset=resnet18&input=3x224x224&batch=1")
+    wait_for_app(page)
+    r18 = analyze("resnet18", input_size=(3, 224, 224), batch_size=1)
+    expect(metric_locator(page, PARAMS)).to_have_text(_params(r18))
+
+    choose_option(page, "Family", "Custom")  # seeded from what is on screen: resnet18's shape
+    blocks = page.get_by_role("textbox", name="Blocks per stage", exact=True)
+    expect(blocks).to_have_value("2,2,2,2")
+    expect(metric_locator(page, PARAMS)).to_have_text(_params(r18))
+
+    blocks.fill("2,0,2,2")
+    blocks.press("Enter")
+    wait_for_app(page)
+    sidebar = page.get_by_test_id("stSidebar")
+    error = sidebar.get_by_test_id("stAlert").filter(has_text=re.compile("blocks", re.IGNORECASE))
+    expect(error).to_have_count(1)
+    error.scroll_into_view_if_needed()
+    screenshot(page, tmp_path / "invalid.png")
+    expect(metric_locator(page, PARAMS)).to_have_text(_params(r18))
+    expect(metric_locator(page, MACS)).to_have_text(_macs(r18))
+    assert _query(page)["blocks"] == "2,2,2,2"  # the URL keeps the last valid model too
+    expect(page.get_by_test_id("stException")).to_have_count(0)

@@ -1,0 +1,107 @@
+"""A block-level diagram of a ResNet in Graphviz DOT: blocks, sums, and shortcuts drawn by their kind.
+
+Each block is   in -> [F(x)] -> (+) -> out,  with the shortcut drawn from `in` straight to (+):
+solid green for the identity, dashed orange for a projection, dotted blue for zero-padding.
+A collapsed stage is one node that says how many blocks it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from html import escape
+
+from resnet_core import Report
+from resnet_core.plan import BlockPlan, plan
+
+SHORTCUT_STYLE = {
+    "identity": ('color="#16a34a"', "identity"),
+    "projection": ('color="#ea580c" style=dashed', "projection 1x1"),
+    "zero_pad": ('color="#2563eb" style=dotted', "zero-pad (A)"),
+}
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "×".join(str(d) for d in shape[1:])
+
+
+def _branch_text(b: BlockPlan) -> str:
+    parts = []
+    for c in b.convs:
+        s = f"{c.kernel}x{c.kernel}"
+        if c.stride > 1:
+            s += f"/{c.stride}"
+        g = f" g{c.groups}" if c.groups > 1 else ""
+        parts.append(f"{s}, {c.out_channels}{g}")
+    return " · ".join(parts)
+
+
+def _node(name: str, title: str, lines: list[str], fill: str) -> str:
+    label = f"<<b>{escape(title)}</b>" + "".join(f"<br/>{escape(t)}" for t in lines) + ">"
+    return f'  "{name}" [label={label} fillcolor="{fill}"];'
+
+
+def default_expanded(report: Report, max_blocks: int = 6) -> list[str]:
+    """Stages short enough to draw block by block (ResNet-152's 8- and 36-block stages start collapsed)."""
+    return [f"layer{i + 1}" for i, n in enumerate(report.config.blocks) if n <= max_blocks]
+
+
+def block_diagram(report: Report, expanded: Collection[str]) -> str:
+    p = plan(report.config)
+    out_shape = {}  # block path -> its output shape, read from the analysis rows
+    for r in report.rows:
+        if r.block is not None and r.branch != "shortcut":
+            out_shape[f"{r.stage}.{r.block}"] = r.output_shape
+    stem_rows = [r for r in report.rows if r.stage == "stem"]
+
+    lines = [
+        "digraph resnet {",
+        '  rankdir=TB; nodesep=0.25; ranksep=0.22; bgcolor="transparent";',
+        '  node [shape=box style="rounded,filled" fontname="Helvetica" fontsize=10 color="#94a3b8"];',
+        '  edge [fontname="Helvetica" fontsize=9 color="#475569"];',
+    ]
+    c, h, w = report.input_size
+    lines.append(_node("input", "input", [f"{c}×{h}×{w}"], "#f1f5f9"))
+    stem_bits = [f"conv {p.stem_conv.kernel}x{p.stem_conv.kernel}/{p.stem_conv.stride}, {p.stem_conv.out_channels}"]
+    if p.stem_pool:
+        stem_bits.append("max-pool 3x3/2")
+    lines.append(_node("stem", "stem", stem_bits, "#e2e8f0"))
+    lines.append(f'  "input" -> "stem" [label=" {c}×{h}×{w}"];')
+    prev, prev_shape = "stem", stem_rows[-1].output_shape
+
+    for s, stage in enumerate(p.stages):
+        name = f"layer{s + 1}"
+        if name not in expanded:
+            last = stage[-1]
+            kinds = {b.shortcut for b in stage}
+            summary = ", ".join(f"{sum(b.shortcut == k for b in stage)} {SHORTCUT_STYLE.get(k, ('', k))[1]}"
+                                for k in ("projection", "zero_pad", "identity", "none") if k in kinds)
+            title = f"{name}: {len(stage)} × {type_name(last)}"
+            lines.append(_node(name, title, [_branch_text(last), f"shortcuts: {summary}", "(collapsed)"], "#fef3c7"))
+            lines.append(f'  "{prev}" -> "{name}" [label=" {_shape(prev_shape)}"];')
+            prev, prev_shape = name, out_shape[last.path]
+            continue
+        for b in stage:
+            node, add = b.path, f"{b.path}.add"
+            lines.append(_node(node, f"{b.path} · {type_name(b)}", [_branch_text(b)], "#dbeafe"))
+            lines.append(f'  "{prev}" -> "{node}" [label=" {_shape(prev_shape)}"];')
+            if b.shortcut == "none":  # plain network: no sum, the block's output goes straight on
+                prev, prev_shape = node, out_shape[b.path]
+                continue
+            lines.append(f'  "{add}" [label="+" shape=circle width=0.28 fixedsize=true fillcolor="#ffffff"];')
+            lines.append(f'  "{node}" -> "{add}" [label=" F(x)"];')
+            style, text = SHORTCUT_STYLE[b.shortcut]
+            lines.append(f'  "{prev}" -> "{add}" [{style} label=" {text}" fontcolor="#475569"];')
+            prev, prev_shape = add, out_shape[b.path]
+
+    head = "BN-ReLU, " if p.final_bn else ""
+    lines.append(_node("head", "head", [f"{head}global avg-pool", f"fc {p.features} → {report.config.num_classes}"],
+                       "#e2e8f0"))
+    lines.append(f'  "{prev}" -> "head" [label=" {_shape(prev_shape)}"];')
+    lines.append(_node("output", "logits", [str(report.config.num_classes)], "#f1f5f9"))
+    lines.append('  "head" -> "output";')
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def type_name(b: BlockPlan) -> str:
+    return ("pre-act " if b.preact else "") + ("basic" if b.kind == "basic" else "bottleneck")
