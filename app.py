@@ -1,4 +1,7 @@
-"""ResNet Explorer: the router. Each page lives in pages/; the model picker is shared by all of them."""
+"""ResNet Explorer: the router. Each page lives in app_pages/; the model picker is shared by all of them.
+
+(Not `pages/`: Streamlit treats a folder of that name as an old-style multipage app and, on a fresh server,
+would run a deep-linked page without this router and its sidebar.)"""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ from ui.sidebar import model_picker
 st.set_page_config(page_title="ResNet Explorer", page_icon="🧱", layout="wide")
 
 pages = [
-    st.Page("pages/architecture.py", title="Architecture", icon="🏗️", default=True),
+    st.Page("app_pages/architecture.py", title="Architecture", icon=":material/account_tree:", default=True),
+    st.Page("app_pages/feature_maps.py", title="Feature maps", icon=":material/biotech:"),
 ]
 page = st.navigation(pages)
 model_picker()

@@ -23,7 +23,7 @@ def to_onnx(model: ResNet, input_size: tuple[int, int, int], *, opset: int = 17)
             torch.onnx.export(
                 model,
                 (torch.zeros(1, *input_size),),
-                buf,
+                buf,  # type: ignore[arg-type]  # a file-like object works as well as a path
                 dynamo=False,
                 input_names=["image"],
                 output_names=["logits"],

@@ -83,13 +83,19 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(x, 1))  # (B, num_classes)
 
 
-def build_model(model: str | ResNetConfig, *, device: str | torch.device | None = None) -> ResNet:
+def build_model(
+    model: str | ResNetConfig, *, device: str | torch.device | None = None, seed: int | None = None
+) -> ResNet:
     """A fresh, randomly initialised ResNet for a preset name or a config.
 
+    `seed` makes the weights reproducible without touching the global random state;
     `device="meta"` builds the module tree without allocating any weights (for shapes only).
     """
     cfg = resolve(model)
-    if device is None:
-        return ResNet(cfg)
-    with torch.device(device):
-        return ResNet(cfg)
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        if device is None:
+            return ResNet(cfg)
+        with torch.device(device):
+            return ResNet(cfg)

@@ -51,6 +51,11 @@ def _weights_enum(preset: str, which: str) -> Any:
     return enum.DEFAULT if which == "DEFAULT" else enum[which]
 
 
+def pretrained_url(preset: str, weights: str = "DEFAULT") -> str:
+    """Where torchvision publishes the checkpoint of a preset (PretrainedUnavailable if it has none)."""
+    return str(_weights_enum(preset, weights).url)
+
+
 def checkpoint_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 

@@ -134,3 +134,12 @@ def test_custom_config_runs() -> None:
                        stem="cifar", stem_width=8, groups=1, in_channels=1, num_classes=7, shortcut="C")
     model = build_model(cfg)
     assert model(torch.randn(3, 1, 20, 28)).shape == (3, 7)
+
+
+def test_seeded_builds_repeat_and_leave_the_global_rng_alone() -> None:
+    state = torch.random.get_rng_state()
+    a, b = build_model("resnet20", seed=3), build_model("resnet20", seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    c = build_model("resnet20", seed=4)
+    assert not torch.equal(a.conv1.weight, c.conv1.weight)

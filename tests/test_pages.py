@@ -11,7 +11,7 @@ from resnet_core import PRESETS, analyze
 from resnet_core.units import fmt_count
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = sorted(p.stem for p in (ROOT / "pages").glob("*.py"))
+PAGES = sorted(p.stem for p in (ROOT / "app_pages").glob("*.py"))
 
 
 def _page_with_sidebar(root: str, page: str) -> None:
@@ -24,7 +24,7 @@ def _page_with_sidebar(root: str, page: str) -> None:
     from ui.sidebar import model_picker
 
     model_picker()
-    runpy.run_path(f"{root}/pages/{page}.py", run_name="__page__")
+    runpy.run_path(f"{root}/app_pages/{page}.py", run_name="__page__")
 
 
 def run_app(query: dict[str, str] | None = None, page: str = "architecture") -> AppTest:

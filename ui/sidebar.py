@@ -211,7 +211,7 @@ def model_picker() -> Selection:
                     config = _custom_controls()
             except ValueError as e:
                 problem = str(e)
-                st.error(problem, icon="⚠️")
+                st.error(problem, icon=":material/warning:")
         else:
             options = tuple(PRESET_GROUPS[family])
             if ss.get(K.PRESET) not in options:
@@ -229,7 +229,7 @@ def model_picker() -> Selection:
                 check(candidate)
             except ValueError as e:
                 problem = str(e)
-                st.error(problem, icon="⚠️")
+                st.error(problem, icon=":material/warning:")
             else:
                 ss[K.LAST_GOOD] = candidate
         if problem:

@@ -36,3 +36,21 @@ C_CLASSES = "custom.classes"
 TABLE_LEVEL = "arch.table_level"
 TABLE_STAGE = "arch.table_stage"
 DIAGRAM_EXPANDED = "arch.diagram_expanded"  # suffixed with the model, so each model starts with its default
+
+# The feature-maps page.
+FM_SOURCE = "fm.source"
+FM_SAMPLE = "fm.sample"
+FM_PATTERN = "fm.pattern"
+FM_UPLOAD = "fm.upload"
+FM_UPLOAD_SEEN = "fm.upload_seen"  # file_id of the last upload handled, so a bad file is reported once
+FM_IMAGE = "fm.image"  # the image on screen: (id, label, LoadedImage); a failed load leaves it as it was
+FM_WEIGHTS = "fm.weights"
+FM_MODEL = "fm.model"  # this session's own model object (hooks never touch a shared one)
+FM_CAPTURE = "fm.capture"  # (key, input tensor, Capture) of the image on screen
+FM_LAYER = "fm.layer"
+FM_INSIDE = "fm.inside"
+FM_SORT = "fm.sort"
+FM_SCALE = "fm.scale"
+FM_TILES = "fm.tiles"
+FM_CAM_CLASS = "fm.cam_class"
+FM_CAM_STAGE = "fm.cam_stage"

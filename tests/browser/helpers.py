@@ -63,9 +63,10 @@ def metric_locator(page: Page, label: str) -> Locator:
 
 
 def choose_option(page: Page, label: str, option: str) -> None:
-    """Pick `option` in the `st.selectbox` labelled `label`: open it with a click, click the option, wait for the rerun."""
+    """Pick `option` in the `st.selectbox` labelled `label`: click it open, click the option, wait for the rerun."""
     box = page.get_by_test_id("stSelectbox").filter(has=page.get_by_role("combobox", name=label, exact=True))
     box.get_by_role("combobox").click()
-    page.get_by_role("listbox", name=label, exact=True).get_by_role("option", name=option, exact=True).click()
+    listbox = page.get_by_role("listbox", name=re.compile(rf"^{re.escape(label)}( |$)"))  # named "<label> Open"
+    listbox.get_by_role("option", name=option, exact=True).click()
     expect(box.get_by_role("combobox")).to_have_value(option)
     wait_for_app(page)

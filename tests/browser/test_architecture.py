@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 
-from resnet_core import analyze
+from resnet_core import Report, analyze
 from resnet_core.config import ResNetConfig
 from resnet_core.units import fmt_count
 
@@ -27,12 +27,12 @@ MACS = "MACs per image"
 LEVEL_LABELS = {"stage": "Stages", "block": "Blocks", "layer": "Every layer"}
 
 
-def _params(report: object) -> str:
-    return f"{report.trainable_params:,}"  # type: ignore[attr-defined]
+def _params(report: Report) -> str:
+    return f"{report.trainable_params:,}"
 
 
-def _macs(report: object) -> str:
-    return f"{fmt_count(report.total_macs)}MACs"  # type: ignore[attr-defined]
+def _macs(report: Report) -> str:
+    return f"{fmt_count(report.total_macs)}MACs"
 
 
 def _query(page: Page) -> dict[str, str]:

@@ -18,7 +18,7 @@ from ui.sidebar import current_selection, url_warnings
 
 sel = current_selection()
 for w in url_warnings():
-    st.warning(w, icon="🔗")
+    st.warning(w, icon=":material/link:")
 
 report = report_for(sel)
 cfg = report.config
@@ -47,7 +47,9 @@ m[3].metric(
     help=f"Input pixels that can reach one unit of the last feature map; neighbouring units are {report.jump} px apart",
 )
 m = st.columns(4)
-m[0].metric("Weighted layers", report.weighted_layers, help="Convs and the fc layer on the main path (shortcuts not counted)")
+m[0].metric(
+    "Weighted layers", report.weighted_layers, help="Convs and the fc layer on the main path (shortcuts not counted)"
+)
 m[1].metric(
     "Activation memory (batch)",
     fmt_bytes(report.activation_bytes),
@@ -64,7 +66,9 @@ m[2].metric(
     ),
 )
 last = next(r for r in reversed(report.rows) if r.receptive_field is not None)
-m[3].metric("Last feature map", "×".join(map(str, last.output_shape[1:])), help="channels × height × width, before pooling")
+m[3].metric(
+    "Last feature map", "×".join(map(str, last.output_shape[1:])), help="channels × height × width, before pooling"
+)
 
 tab_table, tab_charts, tab_diagram, tab_refs, tab_how, tab_export = st.tabs(
     ["Layer table", "Charts", "Diagram", "Against the references", "How it works", "Export"]
@@ -107,7 +111,7 @@ with tab_table:
             file_name=f"{name}_{c}x{h}x{w}_b{sel.batch_size}_{level}.csv",
             mime="text/csv",
             on_click="ignore",
-            icon="⬇️",
+            icon=":material/download:",
         )
     st.caption(
         "MACs are multiply-accumulates of convolutions and the linear layer, per image; FLOPs = 2 × MACs. "
@@ -136,11 +140,11 @@ with tab_diagram:
 
 with tab_refs:
     if sel.preset == CUSTOM:
-        st.info("Published figures exist for the presets; pick one to compare.", icon="📚")
+        st.info("Published figures exist for the presets; pick one to compare.", icon=":material/menu_book:")
     else:
         ref = reference_table(sel.preset)
         if ref.empty:
-            st.info(f"No published figures for {sel.preset}.", icon="📚")
+            st.info(f"No published figures for {sel.preset}.", icon=":material/menu_book:")
         else:
             st.dataframe(
                 ref,
@@ -206,10 +210,10 @@ with tab_export:
     e1, e2 = st.columns(2)
     e1.download_button(
         "ONNX model", lambda: export_onnx(sel), file_name=f"{base}.onnx", mime="application/octet-stream",
-        on_click="ignore", icon="📦",
+        on_click="ignore", icon=":material/deployed_code:",
     )
     e2.download_button(
         "State dict (safetensors)", lambda: export_safetensors(sel), file_name=f"{base}.safetensors",
-        mime="application/octet-stream", on_click="ignore", icon="📦",
+        mime="application/octet-stream", on_click="ignore", icon=":material/deployed_code:",
     )
     st.caption(f"Files are about {fmt_bytes(report.param_bytes)} (float32 weights).")
