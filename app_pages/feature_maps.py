@@ -93,7 +93,7 @@ with left:
                 ),
             )
             bar.empty()
-        except (PretrainedUnavailable, OSError) as e:
+        except PretrainedUnavailable as e:
             bar.empty()
             st.warning(f"{e}", icon=":material/wifi_off:")
             weights = RANDOM

@@ -16,6 +16,7 @@ come after it.
 
     .venv/bin/python bench/bench_ui.py            # from the repo root; about 20 s
     .venv/bin/python bench/bench_ui.py --reps 10
+    .venv/bin/python bench/bench_ui.py --set runner.postScriptGC=false   # any Streamlit option, for A/B runs
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def switch_ms(page: Page, to: Expected) -> float:
     return end - float(start)
 
 
-def start_server(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(log_path: Path, options: list[str]) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     cmd = [
         sys.executable, "-m", "streamlit", "run", "app.py",
@@ -128,6 +129,9 @@ def start_server(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
         "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none",
     ]  # fmt: skip
+    for opt in options:  # --set runner.postScriptGC=false -> --runner.postScriptGC false
+        key, _, value = opt.partition("=")
+        cmd += [f"--{key}", value]
     base_url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -158,6 +162,13 @@ def row(case: str, times: list[float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5, help="timed switches each way (default 5)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Streamlit config option for the server, e.g. --set runner.postScriptGC=false (repeatable)",
+    )
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -173,7 +184,7 @@ def main() -> int:
     load_before = _loadavg()
     with tempfile.TemporaryDirectory(prefix="bench_ui_") as tmp:
         log_path = Path(tmp) / "server.log"
-        proc, base_url = start_server(log_path)
+        proc, base_url = start_server(log_path, args.set)
         try:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
@@ -206,7 +217,10 @@ def main() -> int:
         f"(headless) · load average before/after {load_before} / {_loadavg()} (server, browser and any other "
         "process share these CPUs)\n"
     )
-    print(f"From the press on the option to metric + table updated and the app idle; {args.reps} repetitions.\n")
+    print(f"From the press on the option to metric + table updated and the app idle; {args.reps} repetitions.")
+    if args.set:
+        print(f"Server options: {', '.join(args.set)}")
+    print()
     print("| case | median (ms) | min | max | target | met |")
     print("|---|---|---|---|---|---|")
     print(row("resnet18 → resnet152: table and metrics updated", up))

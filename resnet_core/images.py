@@ -111,7 +111,10 @@ def load_image_with_notes(
     # Pillow warns (DecompressionBombWarning) above Image.MAX_IMAGE_PIXELS and raises above twice that; the
     # warning becomes an error so nothing that large is ever decoded. catch_warnings() touches process-wide
     # state, but the filter it adds only concerns this one warning class, which only Pillow emits.
+    # Pillow's UserWarnings ("Corrupt EXIF data", "Invalid APNG") are about the uploader's file: we either
+    # recover or raise ImageError, so in a server's log they would only be noise that any visitor can cause.
     with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             return _decode(data, max_pixels=max_pixels, formats=formats)
@@ -136,28 +139,52 @@ def _check_limits(*, max_bytes: int, max_pixels: int, formats: tuple[str, ...]) 
 
 
 def _decode(data: bytes, *, max_pixels: int, formats: tuple[str, ...]) -> LoadedImage:
+    img = _open(data, formats)
     try:
-        img = Image.open(io.BytesIO(data), formats=list(formats))
-    except UnidentifiedImageError:
-        raise ImageError(_unidentified_message(data, formats)) from None
-    with img:
         # Only the header has been read so far: this is the bomb check, before a single pixel is decoded.
         width, height = img.size
         _check_pixels(width, height, max_pixels)
         fmt = str(img.format)
+        animated = f"Animated {_DISPLAY_NAMES.get(fmt, fmt)}"
         notes: list[str] = []
-        frames = int(getattr(img, "n_frames", 1))  # counting reads frame headers, not pixels
-        if frames > 1:
-            img.seek(0)
-            notes.append(f"Animated {_DISPLAY_NAMES.get(fmt, fmt)}: showing the first of {frames} frames.")
+        frames = _count_frames(img)
+        if frames is None:
+            # A later frame is damaged, but the first may be whole (a browser shows it too). Counting stopped
+            # part-way through the file, so decode from a fresh start.
+            img.close()
+            img = _open(data, formats)
+            notes.append(f"{animated}: showing the first frame; the later frames are damaged.")
+        elif frames > 1:
+            notes.append(f"{animated}: showing the first of {frames} frames.")
         img.load()
         original_mode = img.mode
         frame, orientation_note = _apply_orientation(img)
         if orientation_note:
             notes.append(orientation_note)
         rgb, mode_notes = to_rgb(frame)
+    finally:
+        img.close()
     rgb.load()
     return LoadedImage(rgb, fmt, original_mode, (width, height), (*notes, *mode_notes))
+
+
+def _open(data: bytes, formats: tuple[str, ...]) -> Image.Image:
+    """Identify the format from the content, among `formats` only; reads the header, decodes nothing."""
+    try:
+        return Image.open(io.BytesIO(data), formats=list(formats))
+    except UnidentifiedImageError:
+        raise ImageError(_unidentified_message(data, formats)) from None
+
+
+def _count_frames(img: Image.Image) -> int | None:
+    """Frames in an animation (1 for a still image), or None when a later frame's header is damaged.
+
+    Counting walks the frame headers, not the pixels, and leaves `img` at its first frame when it succeeds.
+    """
+    try:
+        return int(getattr(img, "n_frames", 1))
+    except _DECODE_ERRORS:
+        return None
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:

@@ -92,21 +92,29 @@ def download(url: str, dest: Path, *, on_progress: ProgressFn | None = None, chu
     return dest
 
 
-def load_pretrained(preset: str, *, weights: str = "DEFAULT", on_progress: ProgressFn | None = None) -> Pretrained:
-    """Our model for a torchvision preset, with torchvision's ImageNet weights loaded.
-
-    Raises PretrainedUnavailable with what to do when the weights cannot be downloaded.
-    """
+def fetch_checkpoint(preset: str, *, weights: str = "DEFAULT", on_progress: ProgressFn | None = None) -> Path:
+    """The checkpoint file of a preset in torch hub's cache, downloaded first if it is not there yet."""
     enum = _weights_enum(preset, weights)
     path = checkpoint_path(enum.url)
     if not path.exists():
         try:
             download(enum.url, path, on_progress=on_progress)
         except (urllib.error.URLError, OSError, TimeoutError) as e:
+            reason = getattr(e, "reason", e)
             raise PretrainedUnavailable(
-                f"could not download the {enum} weights ({e}). Check the network connection, or download "
+                f"could not download the {enum} weights ({reason}). Check the network connection, or download "
                 f"{enum.url} by hand and save it as {path}; random weights work meanwhile."
             ) from e
+    return path
+
+
+def load_pretrained(preset: str, *, weights: str = "DEFAULT", on_progress: ProgressFn | None = None) -> Pretrained:
+    """Our model for a torchvision preset, with torchvision's ImageNet weights loaded.
+
+    Raises PretrainedUnavailable with what to do when the weights cannot be downloaded.
+    """
+    enum = _weights_enum(preset, weights)
+    path = fetch_checkpoint(preset, weights=weights, on_progress=on_progress)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = build_model(preset)
     model.load_state_dict(state)

@@ -68,3 +68,42 @@ def test_a_plain_network_says_it_has_no_shortcut() -> None:
     at = run_app({"preset": "plain20", "input": "3x32x32"}, page="feature_maps")
     assert not at.exception
     assert any("plain network" in i.value for i in at.info)
+
+
+def test_pretrained_weights_give_top5_and_grad_cam(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import torch
+    import torchvision
+
+    from resnet_core.weights import checkpoint_path, pretrained_url
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    path = checkpoint_path(pretrained_url("resnet18"))
+    path.parent.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), path)  # the real loading path, on a file we wrote
+
+    at = feature_page("resnet18")
+    at.radio(key="fm.weights").set_value("ImageNet-pretrained").run()
+    assert not at.exception and not at.warning
+    top5 = next(df.value for df in at.dataframe if "probability" in df.value.columns)
+    assert len(top5) == 5 and abs(top5["probability"].sum()) <= 1.0
+    assert any("Grad-CAM of" in c.value for c in at.caption)
+    assert at.session_state["fm.model"].categories[0] == "tench"
+
+
+def test_offline_pretrained_falls_back_to_random_weights(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import urllib.error
+    import urllib.request
+
+    import torch
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    at = feature_page("resnet34")
+    at.radio(key="fm.weights").set_value("ImageNet-pretrained").run()
+    assert not at.exception
+    assert any("could not download" in w.value for w in at.warning)
+    assert at.session_state["fm.model"].categories is None  # random weights, the page keeps working
+    assert any("Random weights predict nothing" in i.value for i in at.info)

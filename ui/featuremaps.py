@@ -17,7 +17,7 @@ from resnet_core.activations import Capture, capture
 from resnet_core.config import ResNetConfig
 from resnet_core.preprocess import Preprocess, for_input, from_weights_transforms, preprocess
 from resnet_core.settings import LIMITS
-from resnet_core.weights import checkpoint_path, download, pretrained_url
+from resnet_core.weights import fetch_checkpoint
 from ui import state as K
 
 RANDOM, IMAGENET, TRAINED = "Random (seed 0)", "ImageNet-pretrained", "Trained in this session"
@@ -40,11 +40,8 @@ def _pretrained(preset: str) -> tuple[ResNet, tuple[str, ...], Preprocess, str]:
 
 
 def ensure_downloaded(preset: str, on_progress: Callable[[int, int | None], None]) -> None:
-    """Download the checkpoint (once, into torch hub's cache) so that loading it is quick."""
-    url = pretrained_url(preset)
-    path = checkpoint_path(url)
-    if not path.exists():
-        download(url, path, on_progress=on_progress)
+    """Download the checkpoint (once, into torch hub's cache) with a progress bar, before the cached load."""
+    fetch_checkpoint(preset, on_progress=on_progress)
 
 
 def session_model(cfg: ResNetConfig, preset: str, weights: str, input_hw: tuple[int, int]) -> SessionModel:
