@@ -28,6 +28,10 @@ class Limits:
     upload_max_pixels: int = 40_000_000  # RESNET_UPLOAD_MAX_PIXELS: width x height, checked from the header
     activation_max_side: int = 512  # RESNET_ACTIVATION_MAX_SIDE: largest input side for feature maps
     model_cache_entries: int = 4  # RESNET_MODEL_CACHE_ENTRIES: pretrained weight sets kept in memory
+    train_max_epochs: int = 50  # RESNET_TRAIN_MAX_EPOCHS: per training job
+    train_max_seconds: int = 900  # RESNET_TRAIN_MAX_SECONDS: wall time per training job
+    train_queue: int = 8  # RESNET_TRAIN_QUEUE: jobs waiting at most; more are told "busy, try again later"
+    train_workers: int = 1  # RESNET_TRAIN_WORKERS: jobs running at once (per GPU on a GPU server)
 
     @classmethod
     def from_env(cls) -> Limits:

@@ -1,0 +1,231 @@
+"""A job runner for long work (training) shared by every user of one server.
+
+Many users, few devices: jobs wait in one bounded FIFO queue and `workers` threads (one per GPU by
+default) run them one at a time each. A job's owner sees its state, its place in the queue and its
+progress; a stop takes effect at the job's next check (each training step); a full queue refuses new
+work with a message instead of growing. An exception ends only its own job: an out-of-memory error
+frees the device's cached memory and says what to try, and the next job runs normally.
+
+The runner knows nothing about training or Streamlit: a job is any `fn(ctx) -> result`.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import torch
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    STOPPED = "stopped"  # by its owner, or by the time cap
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.DONE, JobState.STOPPED, JobState.FAILED)
+
+
+class QueueFull(RuntimeError):
+    """Every place in the queue is taken."""
+
+
+OOM_MESSAGE = (
+    "The GPU ran out of memory. Try a smaller batch size or a smaller input (or a smaller model); "
+    "the memory was freed and the next job runs normally."
+)
+
+
+@dataclass
+class JobContext:
+    """What a running job may ask of the runner."""
+
+    job: Job
+    deadline: float | None  # time.monotonic() after which should_stop() is True
+
+    def should_stop(self) -> bool:
+        return self.job._stop.is_set() or (self.deadline is not None and time.monotonic() > self.deadline)
+
+    def report(self, item: Any) -> None:
+        self.job._add_progress(item)
+
+
+@dataclass
+class Job:
+    id: int
+    owner: str
+    label: str
+    fn: Callable[[JobContext], Any] = field(repr=False)
+    max_seconds: float | None = None
+    max_progress: int = 2000  # progress items kept; older ones are thinned out, never the newest
+    state: JobState = JobState.QUEUED
+    result: Any = None
+    error: str | None = None
+    submitted_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    _progress: list[Any] = field(default_factory=list, repr=False)
+    _stride: int = field(default=1, repr=False)
+    _seen: int = field(default=0, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _done: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def _add_progress(self, item: Any) -> None:
+        # Keep every `stride`-th item; when the list is full, drop every other kept item and double the
+        # stride. Memory stays bounded for any run length and the curve keeps its shape.
+        with self._lock:
+            self._seen += 1
+            if (self._seen - 1) % self._stride and not getattr(item, "kind", "") in ("epoch", "done"):
+                return
+            self._progress.append(item)
+            if len(self._progress) > self.max_progress:
+                self._progress = self._progress[::2]
+                self._stride *= 2
+
+    def progress(self) -> list[Any]:
+        with self._lock:
+            return list(self._progress)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+
+class JobRunner:
+    def __init__(self, *, workers: int = 1, max_queue: int = 8, max_seconds: float | None = None,
+                 name: str = "jobs") -> None:
+        if workers < 1 or max_queue < 1:
+            raise ValueError(f"workers={workers} and max_queue={max_queue} must both be at least 1")
+        self.max_queue = max_queue
+        self.max_seconds = max_seconds
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._jobs: dict[int, Job] = {}
+        self._waiting: list[int] = []  # ids in queue order, for positions
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)
+        ]
+        for t in self._threads:
+            t.start()
+
+    # --- what users do ----------------------------------------------------------------------------
+
+    def submit(self, owner: str, fn: Callable[[JobContext], Any], *, label: str = "",
+               max_seconds: float | None = None) -> Job:
+        """Queue `fn`; raises QueueFull ("busy, try again later") when every place is taken."""
+        cap = min(filter(None, (max_seconds, self.max_seconds)), default=None)
+        with self._lock:
+            if len(self._waiting) >= self.max_queue:
+                raise QueueFull(
+                    f"The server is busy: {len(self._waiting)} jobs are waiting. Please try again later."
+                )
+            job = Job(id=next(self._ids), owner=owner, label=label, fn=fn, max_seconds=cap)
+            self._jobs[job.id] = job
+            self._waiting.append(job.id)
+        self._queue.put(job)
+        return job
+
+    def get(self, job_id: int) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def jobs_of(self, owner: str) -> list[Job]:
+        with self._lock:
+            return [j for j in self._jobs.values() if j.owner == owner]
+
+    def position(self, job_id: int) -> int | None:
+        """1 for the next job to start, 2 for the one after...; None once it has started."""
+        with self._lock:
+            return self._waiting.index(job_id) + 1 if job_id in self._waiting else None
+
+    def stop(self, job_id: int) -> None:
+        """Ask a job to stop: a queued job never starts, a running one ends at its next check."""
+        job = self._jobs.get(job_id)
+        if job is not None:
+            job.stop()
+
+    def forget(self, owner: str) -> None:
+        """Stop and drop every job of an owner (a session that ended)."""
+        with self._lock:
+            mine = [j for j in self._jobs.values() if j.owner == owner]
+        for j in mine:
+            j.stop()
+            if j.state.finished:
+                with self._lock:
+                    self._jobs.pop(j.id, None)
+
+    def queued(self) -> int:
+        with self._lock:
+            return len(self._waiting)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for j in jobs:
+            j.stop()
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout)
+
+    # --- the workers ------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            with self._lock:
+                self._waiting.remove(job.id)
+            self._run(job)
+
+    def _run(self, job: Job) -> None:
+        if job.stop_requested:
+            job.state, job.finished_at = JobState.STOPPED, time.time()
+            job._done.set()
+            return
+        job.state, job.started_at = JobState.RUNNING, time.time()
+        deadline = time.monotonic() + job.max_seconds if job.max_seconds else None
+        ctx = JobContext(job, deadline)
+        try:
+            job.result = job.fn(ctx)
+            job.state = JobState.STOPPED if ctx.should_stop() else JobState.DONE
+        except torch.OutOfMemoryError:
+            job.error, job.state = OOM_MESSAGE, JobState.FAILED
+        except Exception as e:  # one job's failure must never take the runner down
+            job.error = f"The job failed: {type(e).__name__}: {e}"
+            job.state = JobState.FAILED
+            job._traceback = traceback.format_exc()  # type: ignore[attr-defined]  # for server logs only
+        finally:
+            job.finished_at = time.time()
+            job.fn = _done_fn  # let the closure (model, data) be collected
+            _release_memory()
+            job._done.set()
+
+
+def _done_fn(ctx: JobContext) -> None:
+    return None
+
+
+def _release_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
