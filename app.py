@@ -14,6 +14,7 @@ st.set_page_config(page_title="ResNet Explorer", page_icon="🧱", layout="wide"
 pages = [
     st.Page("app_pages/architecture.py", title="Architecture", icon=":material/account_tree:", default=True),
     st.Page("app_pages/feature_maps.py", title="Feature maps", icon=":material/biotech:"),
+    st.Page("app_pages/training.py", title="Training", icon=":material/monitoring:"),
 ]
 page = st.navigation(pages)
 model_picker()

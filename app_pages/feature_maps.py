@@ -80,9 +80,12 @@ with left:
         options.append(IMAGENET)
     options.append(TRAINED)
     weights = st.radio("Weights", options, key=K.FM_WEIGHTS)
-    if weights == TRAINED:
+    trained = ss.get(K.TRAINED)
+    if weights == TRAINED and trained is None:
         st.info("Train a model on the Training page first; it will appear here.", icon=":material/fitness_center:")
         weights = RANDOM
+    elif weights == TRAINED:
+        st.text(f"Trained in this session: {trained.label}")
     if weights == IMAGENET:
         try:
             bar = st.progress(0.0, text="Checking the weights…")

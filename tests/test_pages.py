@@ -20,9 +20,12 @@ def _page_with_sidebar(root: str, page: str) -> None:
     import runpy
     import sys
 
+    import streamlit as st
+
     sys.path.insert(0, root)
     from ui.sidebar import model_picker
 
+    page = st.session_state.get("test.page", page)  # a test may move the session to another page
     model_picker()
     runpy.run_path(f"{root}/app_pages/{page}.py", run_name="__page__")
 

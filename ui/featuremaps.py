@@ -46,13 +46,25 @@ def ensure_downloaded(preset: str, on_progress: Callable[[int, int | None], None
 
 def session_model(cfg: ResNetConfig, preset: str, weights: str, input_hw: tuple[int, int]) -> SessionModel:
     """This session's model for (config, weights), built once and kept in session state."""
+    trained = st.session_state.get(K.TRAINED)
+    if weights == TRAINED and trained is not None:
+        cfg = trained.config
+        weights = f"{TRAINED}#{trained.job_id}"
     key = (repr(cfg), weights if weights != RANDOM else f"{weights}@{input_hw}")
+    weights = TRAINED if weights.startswith(TRAINED) else weights
     held: SessionModel | None = st.session_state.get(K.FM_MODEL)
     if held is not None and held.key == key:
         return held
     if weights == IMAGENET:
         shared, categories, prep, name = _pretrained(preset)
         made = SessionModel(key, copy.deepcopy(shared).eval(), prep, categories, name)
+    elif weights == TRAINED:
+        trained = st.session_state[K.TRAINED]
+        model = build_model(trained.config, device="meta").to_empty(device="cpu")
+        model.load_state_dict(trained.state)
+        c, h, w = trained.input_size
+        prep = Preprocess(crop=(h, w), resize=max(h, w), mean=trained.mean, std=trained.std, channels=c)
+        made = SessionModel(key, model.eval(), prep, trained.classes, f"trained: {trained.label}")
     else:
         model = build_model(cfg, seed=0).eval()
         made = SessionModel(key, model, for_input(input_hw, cfg.in_channels), None, "random weights, seed 0")

@@ -54,3 +54,15 @@ FM_SCALE = "fm.scale"
 FM_TILES = "fm.tiles"
 FM_CAM_CLASS = "fm.cam_class"
 FM_CAM_STAGE = "fm.cam_stage"
+
+# The training page.
+OWNER = "session.owner"  # an id for this browser session, to find its jobs in the shared runner
+TRAIN_DATA = "train.data"
+TRAIN_EPOCHS = "train.epochs"
+TRAIN_BATCH = "train.batch"
+TRAIN_LR = "train.lr"
+TRAIN_SEED = "train.seed"
+TRAIN_SECONDS = "train.seconds"
+TRAIN_JOBS = "train.jobs"  # this session's runs, oldest first: list of Run
+TRAIN_ERROR = "train.error"
+TRAINED = "train.trained"  # the latest trained model, offered to the feature-maps page

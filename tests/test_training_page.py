@@ -1,0 +1,66 @@
+"""The training page in AppTest: a tiny job starts, reports, stops on request, and its model moves on."""
+
+from __future__ import annotations
+
+import time
+
+from streamlit.testing.v1 import AppTest
+
+from tests.test_pages import run_app
+from ui.training import job_runner
+
+TINY = {"preset": "custom", "blocks": "1,1", "block": "basic", "widths": "8,16", "stem": "cifar",
+        "stem_width": "8", "shortcut": "B", "classes": "10", "input": "3x32x32"}
+
+
+def start_tiny(epochs: int = 1) -> tuple[AppTest, object]:
+    at = run_app(TINY, page="training")
+    assert not at.exception
+    at.number_input(key="train.epochs").set_value(epochs)
+    at.slider(key="train.seconds").set_value(60)
+    at.button[0].click().run()
+    assert not at.exception
+    run = at.session_state["train.jobs"][-1]
+    return at, job_runner().get(run.job_id)
+
+
+def test_a_tiny_run_trains_and_offers_its_model_to_the_feature_maps_page() -> None:
+    at, job = start_tiny()
+    assert job.wait(120), "the job did not finish"
+    at.run()
+    assert not at.exception and not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["Final test accuracy"].rstrip("%")) > 20  # 10 classes: chance is 10%
+    assert any("Confusion matrix" in str(c.proto) for c in at.get("plotly_chart"))
+    trained = at.session_state["train.trained"]
+    assert trained.job_id == job.id and len(trained.classes) == 10
+
+    at.session_state["test.page"] = "feature_maps"
+    at.run()
+    at.radio(key="fm.weights").set_value("Trained in this session").run()
+    assert not at.exception
+    top5 = next(df.value for df in at.dataframe if "probability" in df.value.columns)
+    assert set(top5["class"]) <= set(trained.classes)
+
+
+def test_stop_ends_the_run_and_the_page_says_so() -> None:
+    at, job = start_tiny(epochs=20)
+    deadline = time.monotonic() + 60
+    while not job.progress() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job_runner().stop(job.id)
+    assert job.wait(60)
+    at.run()
+    assert job.state.value == "stopped" and job.result.stopped
+    assert any("stopped before its last epoch" in i.value for i in at.info)
+
+
+def test_a_second_run_waits_in_the_queue_and_the_page_shows_its_place() -> None:
+    a, first = start_tiny(epochs=20)
+    b, second = start_tiny(epochs=1)
+    b.run()
+    assert second.state.value == "queued"  # the first run (20 epochs) still holds the only worker
+    assert any("Waiting in the queue: place 1" in i.value for i in b.info)
+    job_runner().stop(first.id)
+    job_runner().stop(second.id)
+    assert first.wait(60) and second.wait(60)
