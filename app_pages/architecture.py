@@ -94,11 +94,11 @@ with tab_table:
         width="stretch",
         height=min(35 * (len(table) + 1) + 3, 560),
         column_config={
-            "layer": st.column_config.TextColumn("layer", pinned=True),
+            "layer": st.column_config.TextColumn("layer", pinned=True, width="medium"),
             "params": number("params", format="localized"),
             "macs": number("MACs / image", format="localized"),
             "flops": number("FLOPs / image", format="localized"),
-            "output_bytes": number("output (batch)", format="bytes"),
+            "output_bytes": number("output bytes (batch)", format="localized"),
             "receptive_field": number("RF (px)"),
             "jump": number("jump (px)"),
         },

@@ -116,6 +116,30 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
     return values
 
 
+CONTROL_OF_FIELD = {
+    "blocks": "Blocks per stage",
+    "widths": "Widths",
+    "block": "Block type",
+    "stem": "Stem",
+    "stem_width": "Stem width",
+    "shortcut": "Shortcut",
+    "stride_at": "Bottleneck stride",
+    "groups": "Groups",
+    "width_per_group": "Width per group",
+    "num_classes": "Classes",
+    "in_channels": "Channels",
+}
+
+
+def control_message(message: str) -> str:
+    """A config error in the words of the sidebar: the control's label first, no class names."""
+    if not message.startswith("ResNetConfig."):
+        return message
+    detail = message.removeprefix("ResNetConfig.")
+    field = detail.split("=", 1)[0].split("[", 1)[0]
+    return f"{CONTROL_OF_FIELD.get(field, field)}: {detail}"
+
+
 def _custom_controls() -> ResNetConfig:
     """The custom-model controls; raises ValueError (shown next to them) for a config that cannot be built."""
     st.text_input("Blocks per stage", key=K.C_BLOCKS, help="Residual blocks in each stage, e.g. 3,4,6,3 (ResNet-50)")
@@ -210,7 +234,7 @@ def model_picker() -> Selection:
                 with st.expander("Stages and blocks", expanded=True):
                     config = _custom_controls()
             except ValueError as e:
-                problem = str(e)
+                problem = control_message(str(e))
                 st.error(problem, icon=":material/warning:")
         else:
             options = tuple(PRESET_GROUPS[family])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,11 +64,42 @@ def metric_locator(page: Page, label: str) -> Locator:
     return page.get_by_test_id("stMetric").filter(has=label_el).get_by_test_id("stMetricValue")
 
 
+# Arms a watch on the app's script state: window.__pwRunSeen turns true once a script run has started.
+_ARM_RERUN_JS = """
+() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  window.__pwRunSeen = false;
+  if (window.__pwRunObserver) window.__pwRunObserver.disconnect();
+  window.__pwRunObserver = new MutationObserver((records) => {
+    if (app.getAttribute('data-test-script-state') === 'running'
+        || records.some((r) => r.oldValue === 'running')) window.__pwRunSeen = true;
+  });
+  window.__pwRunObserver.observe(app, {attributes: true, attributeFilter: ['data-test-script-state'],
+                                       attributeOldValue: true});
+}
+"""
+
+
+@contextmanager
+def expect_rerun(page: Page, *, timeout_ms: float = 60_000) -> Iterator[None]:
+    """Around an action that reruns the script: wait until a run has started after it, then `wait_for_app`.
+
+    `wait_for_app` alone can return before a slow rerun starts (it only needs the app idle for a moment);
+    this cannot. Use it only for actions that do rerun (a changed widget value), or it times out.
+    """
+    page.evaluate(_ARM_RERUN_JS)
+    yield
+    page.wait_for_function("() => window.__pwRunSeen === true", polling=20, timeout=timeout_ms)
+    wait_for_app(page, timeout_ms=timeout_ms)
+
+
 def choose_option(page: Page, label: str, option: str) -> None:
     """Pick `option` in the `st.selectbox` labelled `label`: click it open, click the option, wait for the rerun."""
-    box = page.get_by_test_id("stSelectbox").filter(has=page.get_by_role("combobox", name=label, exact=True))
-    box.get_by_role("combobox").click()
+    combobox = page.get_by_role("combobox", name=label, exact=True)
+    if combobox.input_value() == option:
+        return  # already chosen: no rerun to wait for
+    combobox.click()
     listbox = page.get_by_role("listbox", name=re.compile(rf"^{re.escape(label)}( |$)"))  # named "<label> Open"
-    listbox.get_by_role("option", name=option, exact=True).click()
-    expect(box.get_by_role("combobox")).to_have_value(option)
-    wait_for_app(page)
+    with expect_rerun(page):
+        listbox.get_by_role("option", name=option, exact=True).click()
+    expect(combobox).to_have_value(option)
