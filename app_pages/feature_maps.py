@@ -34,7 +34,7 @@ if cfg.in_channels not in (1, 3):
 left, right = st.columns([1, 2], gap="large")
 with left:
     source = st.segmented_control(
-        "Image", ["Samples", "Upload", "Test patterns"], key=K.FM_SOURCE, default="Samples", required=True
+        "Image", ["Samples", "Your image", "Test patterns"], key=K.FM_SOURCE, default="Samples", required=True
     )
     if source == "Samples":
         name = st.selectbox("Sample photo", list(sample_images()), key=K.FM_SAMPLE)
@@ -144,7 +144,7 @@ with right:
     c1, c2, c3 = st.columns([1.3, 1, 1])
     sort = c1.segmented_control(
         "Order", ["index", "mean"], key=K.FM_SORT, default="mean", required=True,
-        format_func={"index": "channel number", "mean": "mean activation"}.get,
+        format_func={"index": "by number", "mean": "by mean"}.get,
     )
     scale = c2.segmented_control(
         "Colour scale", ["channel", "shared"], key=K.FM_SCALE, default="channel", required=True,
@@ -199,11 +199,19 @@ if cfg.residual and inside:
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
         col.plotly_chart(fig, config={"displayModeBar": False}, key=f"fm_anat_{title[:3]}")
-st.caption(
-    "At initialisation and after training alike, most blocks add a small correction F(x) to a large x: the block "
-    "only has to learn how to change its input, not to rebuild it. This is why residual networks can be deep "
-    "(He et al. 2015, §3.1 and Fig. 7, where the responses of residual functions are small)."
-)
+if cfg.residual and anatomy:
+    ratios = sorted(a.ratio for a in anatomy if a.shortcut_abs_mean > 0)
+    median = ratios[len(ratios) // 2]
+    small = sum(r < 1 for r in ratios)
+    st.caption(
+        f"Here the median |F(x)| / |x| is {median:.2f}; in {small} of {len(ratios)} blocks the residual branch is "
+        "smaller than the shortcut. "
+        + ("With random weights nothing has been learned yet, so F(x) is about as large as x. " if
+           sm.categories is None else "")
+        + "He et al. (2015, §4.2 and Fig. 7) measured that in trained residual networks the responses of the "
+        "residual functions are generally small: each block only learns how to change its input, not to rebuild it, "
+        "which is why residual networks can be so deep. Compare a trained model with random weights here."
+    )
 
 # --- predictions and Grad-CAM ---------------------------------------------------------------------
 st.subheader("Predictions and Grad-CAM")

@@ -39,7 +39,7 @@ def test_renders_a_sample_and_every_kind_of_layer() -> None:
 
 def test_upload_good_then_broken_keeps_the_good_image_and_shows_the_name_as_text() -> None:
     at = feature_page()
-    at.get("button_group")[0].set_value("Upload").run()
+    at.get("button_group")[0].set_value("Your image").run()
     at.file_uploader(key="fm.upload").upload(HOSTILE_NAME, png_bytes(), "image/png").run()
     assert not at.exception and not at.error
     assert any(t.startswith(HOSTILE_NAME) for t in texts(at))  # st.text: never markdown or HTML
@@ -54,7 +54,7 @@ def test_upload_good_then_broken_keeps_the_good_image_and_shows_the_name_as_text
 
 def test_two_sessions_never_share_a_model_or_activations() -> None:
     a, b = feature_page(), feature_page()
-    b.get("button_group")[0].set_value("Upload").run()
+    b.get("button_group")[0].set_value("Your image").run()
     b.file_uploader(key="fm.upload").upload("red.png", png_bytes((255, 0, 0)), "image/png").run()
     a.run()
     model_a, model_b = a.session_state["fm.model"].model, b.session_state["fm.model"].model
