@@ -15,6 +15,7 @@ pages = [
     st.Page("app_pages/architecture.py", title="Architecture", icon=":material/account_tree:", default=True),
     st.Page("app_pages/feature_maps.py", title="Feature maps", icon=":material/biotech:"),
     st.Page("app_pages/training.py", title="Training", icon=":material/monitoring:"),
+    st.Page("app_pages/residual_lab.py", title="Why residuals work", icon=":material/science:"),
 ]
 page = st.navigation(pages)
 model_picker()

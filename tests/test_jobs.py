@@ -102,7 +102,7 @@ def test_a_full_queue_says_busy(runner: JobRunner) -> None:
         time.sleep(0.001)
     for o in "bcd":
         runner.submit(o, lambda ctx: None)
-    with pytest.raises(QueueFull, match="busy.*try again later"):
+    with pytest.raises(QueueFull, match=r"busy.*try again later"):
         runner.submit("e", lambda ctx: None)
     gate.set()
 

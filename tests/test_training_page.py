@@ -56,7 +56,7 @@ def test_stop_ends_the_run_and_the_page_says_so() -> None:
 
 
 def test_a_second_run_waits_in_the_queue_and_the_page_shows_its_place() -> None:
-    a, first = start_tiny(epochs=20)
+    _, first = start_tiny(epochs=20)
     b, second = start_tiny(epochs=1)
     b.run()
     assert second.state.value == "queued"  # the first run (20 epochs) still holds the only worker

@@ -66,3 +66,13 @@ TRAIN_SECONDS = "train.seconds"
 TRAIN_JOBS = "train.jobs"  # this session's runs, oldest first: list of Run
 TRAIN_ERROR = "train.error"
 TRAINED = "train.trained"  # the latest trained model, offered to the feature-maps page
+
+# The residual lab.
+LAB_DEPTH = "lab.depth"
+LAB_BN = "lab.bn"
+LAB_WIDTH = "lab.width"
+LAB_SHALLOW = "lab.shallow"
+LAB_EPOCHS = "lab.epochs"
+LAB_SECONDS = "lab.seconds"
+LAB_RACES = "lab.races"  # this session's races: list of (racer names, job id)
+LAB_ERROR = "lab.error"

@@ -15,7 +15,7 @@ from resnet_core.config import ResNetConfig
 from resnet_core.data import Dataset, load_dataset
 from resnet_core.jobs import Job, JobContext, JobRunner
 from resnet_core.settings import LIMITS
-from resnet_core.training import Progress, Trainer, TrainConfig, TrainResult
+from resnet_core.training import Progress, TrainConfig, Trainer, TrainResult
 from ui import state as K
 
 
@@ -102,7 +102,7 @@ def curves(progress: list[Progress], earlier: list[tuple[str, list[Progress]]] =
         xs = [p.step for p in steps]
         fig.add_scatter(x=xs, y=[p.loss for p in steps], mode="lines", line=dict(color="#cbd5e1", width=1),
                         name="loss", row=1, col=1, showlegend=False)
-        fig.add_scatter(x=xs, y=smooth([float(p.loss) for p in steps]), mode="lines",
+        fig.add_scatter(x=xs, y=smooth([float(p.loss or 0.0) for p in steps]), mode="lines",
                         line=dict(color="#c2410c", width=2), name="loss (smoothed)", row=1, col=1)
         fig.add_scatter(x=xs, y=[p.lr for p in steps], mode="lines", line=dict(color="#0ea5e9"), name="lr",
                         row=1, col=3, showlegend=False)

@@ -1,0 +1,149 @@
+"""The "why residuals work" lab: a plain network against its residual twin, measured.
+
+[He2015] §4.1 and Fig. 1/6: a deeper *plain* network has a higher *training* error than a shallower
+one (the degradation problem), while the same depth with shortcuts trains better. The paper argues this
+is an optimisation difficulty, not vanishing gradients, since with BN "the backward propagated gradients
+exhibit healthy norms". `signal_at_init` measures exactly that on a real batch, so the page can show
+whichever is true for the setting the user picks; `race` trains the two twins side by side.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import PRESETS, ResNetConfig
+from .data import Dataset
+from .model import ResNet, build_model
+from .training import Progress, TrainConfig, Trainer, TrainResult
+
+CIFAR_DEPTHS = (20, 32, 44, 56, 110)
+IMAGENET_DEPTHS = (18, 34)
+
+
+def twins(depth: int) -> tuple[ResNetConfig, ResNetConfig]:
+    """(plain, residual) configs of one depth: the same layers, with and without shortcuts."""
+    residual = PRESETS[f"resnet{depth}"]
+    return residual.with_(residual=False), residual
+
+
+def without_batchnorm(model: ResNet) -> ResNet:
+    """A copy of `model` with every BatchNorm replaced by the identity (to see what BN does to the signal)."""
+    bare = copy.deepcopy(model)
+    for name, module in list(bare.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, nn.BatchNorm2d):
+                setattr(module, child_name, nn.Identity())
+        del name
+    return bare
+
+
+@dataclass(frozen=True)
+class SignalProfile:
+    """Per conv layer of the main path, in forward order: how big the signal is at initialisation."""
+
+    layers: tuple[str, ...]
+    forward_rms: tuple[float, ...]  # root-mean-square of the conv's output over the batch
+    grad_rms: tuple[float, ...]  # root-mean-square of d loss / d (conv output)
+
+    @property
+    def grad_ratio(self) -> float:
+        """Gradient at the first conv over gradient at the last one (< 0.01: the gradient vanishes)."""
+        return self.grad_rms[0] / self.grad_rms[-1] if self.grad_rms[-1] else float("inf")
+
+    @property
+    def forward_ratio(self) -> float:
+        """Signal at the last conv over signal at the first one."""
+        return self.forward_rms[-1] / self.forward_rms[0] if self.forward_rms[0] else float("inf")
+
+
+def main_path_convs(model: ResNet) -> list[tuple[str, nn.Module]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and "downsample" not in n]
+
+
+def signal_at_init(model: ResNet, x: Tensor, y: Tensor) -> SignalProfile:
+    """One forward and backward pass of a cross-entropy loss on a real batch, in training mode (as the
+    first step of training sees it); records each main-path conv's output and its gradient."""
+    outputs: dict[str, Tensor] = {}
+    handles = []
+    for name, conv in main_path_convs(model):
+        def keep(m: nn.Module, a: tuple[Tensor, ...], out: Tensor, name: str = name) -> None:
+            out.retain_grad()
+            outputs[name] = out
+        handles.append(conv.register_forward_hook(keep))
+    was_training = model.training
+    model.train()
+    try:
+        model.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+        model.zero_grad(set_to_none=True)
+    names = tuple(outputs)
+    return SignalProfile(
+        layers=names,
+        forward_rms=tuple(float(outputs[n].detach().pow(2).mean().sqrt()) for n in names),
+        grad_rms=tuple(float(outputs[n].grad.pow(2).mean().sqrt()) for n in names),  # type: ignore[union-attr]
+    )
+
+
+def compare_at_init(depth: int, x: Tensor, y: Tensor, *, batchnorm: bool = True, seed: int = 0,
+                    width_scale: float = 1.0) -> dict[str, SignalProfile]:
+    """Signal profiles of plain-`depth` and ResNet-`depth`, same seed, same batch."""
+    result = {}
+    for name, cfg in zip(("plain", "residual"), twins(depth)):
+        cfg = scaled(cfg, width_scale).with_(in_channels=x.shape[1], num_classes=int(y.max()) + 1)
+        model = build_model(cfg, seed=seed)
+        if not batchnorm:
+            model = without_batchnorm(model)
+        result[name] = signal_at_init(model, x, y)
+    return result
+
+
+def scaled(cfg: ResNetConfig, width_scale: float) -> ResNetConfig:
+    """The same depth at a fraction of the width (a race that fits a CPU)."""
+    if width_scale == 1.0:
+        return cfg
+    widths = tuple(max(1, round(w * width_scale)) for w in cfg.widths)
+    return cfg.with_(widths=widths, stem_width=max(1, round(cfg.stem_width * width_scale)))
+
+
+@dataclass(frozen=True)
+class RaceReport:
+    """A progress report of one of the racers."""
+
+    racer: str  # e.g. "plain-56"
+    progress: Progress
+
+
+def race(racers: dict[str, ResNetConfig], data: Dataset, cfg: TrainConfig, *,
+         on_progress: Callable[[RaceReport], None] | None = None,
+         should_stop: Callable[[], bool] | None = None) -> dict[str, TrainResult]:
+    """Train every racer with the same recipe, data and seed, in turns of one report each, so that
+    their curves grow together. Returns each racer's result."""
+    gens: dict[str, Iterator[Progress]] = {
+        name: Trainer(model_cfg, data, cfg, should_stop=should_stop).steps() for name, model_cfg in racers.items()
+    }
+    results: dict[str, TrainResult] = {}
+    try:
+        while gens:
+            for name in list(gens):
+                try:
+                    progress = next(gens[name])
+                except StopIteration as done:
+                    results[name] = done.value
+                    del gens[name]
+                    continue
+                if on_progress is not None:
+                    on_progress(RaceReport(name, progress))
+    finally:
+        for g in gens.values():
+            g.close()  # type: ignore[attr-defined]
+    return results
