@@ -1,10 +1,19 @@
-"""Command line: `python -m resnet_core summary resnet50 --input 3x224x224 [--batch 8] [--csv out.csv]`."""
+"""Command line.
+
+    python -m resnet_core summary resnet50 --input 3x224x224 [--batch 8] [--csv out.csv]
+    python -m resnet_core train --preset resnet18_cifar --data cifar10 --epochs 30 [--save model.safetensors]
+    torchrun --nproc_per_node 2 -m resnet_core train ...      # DistributedDataParallel, one process per GPU
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .analysis import Level, Report, analyze
 from .config import PRESETS
@@ -53,7 +62,9 @@ def format_summary(report: Report, level: Level = "layer") -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m resnet_core", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m resnet_core", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("summary", help="layer table and totals of a preset")
     s.add_argument("preset", choices=sorted(PRESETS), metavar="PRESET", help=f"one of: {', '.join(PRESETS)}")
@@ -61,7 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--batch", type=int, default=1)
     s.add_argument("--level", choices=LEVELS, default="layer")
     s.add_argument("--csv", help="also write the layer table to this CSV file")
+    add_train_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "train":
+        return train_main(args)
 
     try:
         report = analyze(args.preset, input_size=args.input, batch_size=args.batch)
@@ -72,6 +86,136 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.csv:
         report.to_dataframe(args.level).to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# train
+
+
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    from .data import DATASETS
+
+    t = sub.add_parser(
+        "train",
+        help="train a preset on a dataset; prints one line per epoch, then the final accuracy and images/s",
+        description="Train a preset with SGD. Recipe: RECIPES['resnet18_cifar'] for --preset resnet18_cifar on "
+        "real data, RECIPES['builtin'] on the built-in shapes, otherwise the CIFAR recipe over 30 epochs; "
+        "the options below override it. Under torchrun every process trains its shard of each batch.",
+    )
+    t.add_argument("--preset", choices=sorted(PRESETS), default="resnet20", metavar="PRESET",
+                   help="a preset of `summary` (default resnet20); classes and channels follow the data")
+    t.add_argument("--data", choices=DATASETS, default="builtin", help="default builtin: no download")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="default auto: CUDA, MPS, then CPU")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int, help="global batch (split across torchrun processes)")
+    t.add_argument("--lr", type=float, help="peak learning rate")
+    t.add_argument("--max-seconds", type=float, help="stop after this wall time, then evaluate")
+    t.add_argument("--max-steps", type=int, help="stop after this many optimiser steps, then evaluate")
+    t.add_argument("--data-dir", type=Path, help="where the dataset files are (default $RESNET_DATA_DIR or ./data)")
+    t.add_argument("--save", type=Path, metavar="PATH", help="write the trained state dict (safetensors)")
+    t.add_argument("--train-size", type=int, help="builtin only: training images (default 10000)")
+    t.add_argument("--test-size", type=int, help="builtin only: test images (default 2000)")
+    t.add_argument("--print-digest", action="store_true",
+                   help="every process prints a SHA-256 of its final weights (to check runs and ranks agree)")
+
+
+def _download_printer() -> Callable[[int, int | None], None]:
+    """A download progress callback that prints to stderr every 2 seconds and at the end."""
+    last = [0.0]
+
+    def show(done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - last[0] > 2 or (total is not None and done == total):
+            last[0] = now
+            of = f" of {total / 1e6:.1f}" if total else ""
+            print(f"downloading: {done / 1e6:.1f}{of} MB", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _save_atomically(data: bytes, path: Path) -> None:
+    """Write to a temporary file next to `path`, then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def train_main(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
+    from .training import dist_from_env, process_group
+
+    dist = dist_from_env()
+    try:
+        with process_group(dist, args.device or "auto") if dist else nullcontext():
+            return _train(args, rank=dist.rank if dist else 0, world=dist.world_size if dist else 1)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _train(args: argparse.Namespace, *, rank: int, world: int) -> int:
+    from .config import resolve
+    from .data import DATA_DIR, DatasetUnavailable, builtin, load_dataset
+    from .export import to_safetensors
+    from .training import Progress, Trainer, default_recipe, state_digest
+
+    def say(*parts: object, flush: bool = False) -> None:
+        if rank == 0:  # under torchrun, one process speaks
+            print(*parts, flush=flush)
+
+    try:
+        if args.data != "builtin" and (args.train_size or args.test_size):
+            raise ValueError("--train-size and --test-size are for --data builtin only")
+        recipe = default_recipe(args.preset, args.data)
+        overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+                     "device": args.device, "max_seconds": args.max_seconds, "max_steps": args.max_steps}
+        cfg = recipe.with_(**{k: v for k, v in overrides.items() if v is not None})
+        if args.data == "builtin":
+            data = builtin(n_train=args.train_size or 10_000, n_test=args.test_size or 2_000)
+        else:
+            import torch.distributed
+
+            root = args.data_dir or DATA_DIR
+            if rank != 0:
+                torch.distributed.barrier()  # rank 0 downloads; the others then read its files
+            data = load_dataset(args.data, root=root, download=rank == 0,
+                                on_progress=_download_printer() if rank == 0 else None)
+            if rank == 0 and world > 1:
+                torch.distributed.barrier()
+
+        def on_progress(p: Progress) -> None:
+            if p.kind == "epoch":
+                say(f"epoch {p.epoch}/{cfg.epochs}  loss {p.loss:.4f}  train acc {100 * (p.train_acc or 0):.1f}%  "
+                    f"test acc {100 * (p.test_acc or 0):.1f}%  img/s {p.images_per_s or 0:.0f}  "
+                    f"elapsed {p.elapsed_s:.1f}s" + (f"  MFU {100 * p.mfu:.1f}%" if p.mfu is not None else ""),
+                    flush=True)
+
+        trainer = Trainer(resolve(args.preset), data, cfg, on_progress=on_progress)
+    except (ValueError, DatasetUnavailable) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    c, h, w = data.input_size
+    say(f"training {args.preset} on {data.name} ({len(data.y_train)} train / {len(data.y_test)} test images, "
+        f"{c}x{h}x{w}, {data.num_classes} classes), {world} process{'es' if world > 1 else ''}: {cfg.epochs} epochs "
+        f"of {trainer.steps_per_epoch} steps, batch {cfg.batch_size}, lr {cfg.lr}", flush=True)
+    result = trainer.run()
+    if result.stopped:
+        say(f"stopped early after {result.history[-1].step} of {trainer.total_steps} steps", flush=True)
+    if args.print_digest:
+        print(f"weights sha256 (rank {rank}): {state_digest(result.model)}", flush=True)
+    if args.save and rank == 0:
+        _save_atomically(to_safetensors(result.model), args.save)
+        say(f"wrote {args.save}")
+    say(f"final test accuracy: {100 * result.test_accuracy:.1f}%")
+    say(f"images/s: {result.images_per_s:.0f}", flush=True)
     return 0
 
 

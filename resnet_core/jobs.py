@@ -87,7 +87,7 @@ class Job:
         # stride. Memory stays bounded for any run length and the curve keeps its shape.
         with self._lock:
             self._seen += 1
-            if (self._seen - 1) % self._stride and not getattr(item, "kind", "") in ("epoch", "done"):
+            if (self._seen - 1) % self._stride and getattr(item, "kind", "") not in ("epoch", "done"):
                 return
             self._progress.append(item)
             if len(self._progress) > self.max_progress:
