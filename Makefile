@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
+ADDRESS ?= 127.0.0.1
 
-.PHONY: run test test-fast lint bench clean
+.PHONY: run run-hosted test test-fast lint bench clean
 
 $(BIN)/streamlit: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +36,6 @@ bench: $(VENV)/.dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+run-hosted: $(BIN)/streamlit
+	PYTHON=$(BIN)/python deploy/serve $(PORT) $(ADDRESS)

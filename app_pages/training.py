@@ -16,7 +16,17 @@ from resnet_core.training import default_recipe, expected_accuracy, resolve_devi
 from resnet_core.units import fmt_count
 from ui import state as K
 from ui.sidebar import current_selection
-from ui.training import TrainedModel, curves, dataset, download_dataset, job_runner, runs, start
+from ui.training import (
+    TrainedModel,
+    curves,
+    dataset,
+    download_dataset,
+    job_runner,
+    linked_run,
+    run_store,
+    runs,
+    start,
+)
 
 DATA_LABELS = {
     "builtin": "Built-in shapes (offline, 10 classes, 32×32)",
@@ -100,6 +110,24 @@ if st.button("Start training", type="primary", disabled=busy, icon=":material/pl
 if ss.get(K.TRAIN_ERROR):
     st.error(ss[K.TRAIN_ERROR], icon=":material/block:")
 
+
+# --- a run named by the link that this session does not hold (a reload, a restart) -------------------
+if (linked := linked_run()) is not None:
+    rec = linked.record
+    if rec is None:
+        st.warning("The run in this link is not on this server: runs are kept for a while, then removed. "
+                   "Start a new one above.", icon=":material/link_off:")
+    elif rec.interrupted:
+        at = f", after epoch {rec.epoch} of {rec.epochs}" if rec.epoch else ""
+        st.warning(f"The run {rec.label} was interrupted: the server restarted while it was {rec.state}{at}. "
+                   "No partial checkpoint is kept; start it again above.", icon=":material/restart_alt:")
+    else:
+        acc = f", test accuracy {rec.test_accuracy:.1%}" if rec.test_accuracy is not None else ""
+        st.info(f"The run {rec.label} has ended ({rec.state}{acc}); its curves are no longer on this server."
+                + (f" {rec.error}" if rec.error else ""), icon=":material/history:")
+        if rec.has_weights and (weights := run_store().weights(rec.id)) is not None:
+            st.download_button("Download its trained weights (safetensors)", weights, file_name="trained.safetensors",
+                               mime="application/octet-stream", on_click="ignore", icon=":material/download:")
 
 # --- the live run ---------------------------------------------------------------------------------
 @st.fragment(run_every=0.5)

@@ -67,6 +67,7 @@ class Job:
     owner: str
     label: str
     fn: Callable[[JobContext], Any] = field(repr=False)
+    meta: Any = field(default=None, repr=False)  # the owner's own description of the job (the runner ignores it)
     max_seconds: float | None = None
     max_progress: int = 2000  # progress items kept; older ones are thinned out, never the newest
     state: JobState = JobState.QUEUED
@@ -111,13 +112,15 @@ class Job:
 
 class JobRunner:
     def __init__(self, *, workers: int = 1, max_queue: int = 8, max_seconds: float | None = None,
-                 name: str = "jobs") -> None:
+                 ttl_seconds: float | None = None, name: str = "jobs") -> None:
         if workers < 1 or max_queue < 1:
             raise ValueError(f"workers={workers} and max_queue={max_queue} must both be at least 1")
         self.max_queue = max_queue
         self.max_seconds = max_seconds
+        self.ttl_seconds = ttl_seconds  # finished jobs are dropped this long after they end
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._jobs: dict[int, Job] = {}
+        self._gone: set[str] = set()  # owners forgotten while one of their jobs still ran
         self._waiting: list[int] = []  # ids in queue order, for positions
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -130,15 +133,16 @@ class JobRunner:
     # --- what users do ----------------------------------------------------------------------------
 
     def submit(self, owner: str, fn: Callable[[JobContext], Any], *, label: str = "",
-               max_seconds: float | None = None) -> Job:
+               max_seconds: float | None = None, meta: Any = None) -> Job:
         """Queue `fn`; raises QueueFull ("busy, try again later") when every place is taken."""
         cap = min(filter(None, (max_seconds, self.max_seconds)), default=None)
+        self.prune()
         with self._lock:
             if len(self._waiting) >= self.max_queue:
                 raise QueueFull(
                     f"The server is busy: {len(self._waiting)} jobs are waiting. Please try again later."
                 )
-            job = Job(id=next(self._ids), owner=owner, label=label, fn=fn, max_seconds=cap)
+            job = Job(id=next(self._ids), owner=owner, label=label, fn=fn, meta=meta, max_seconds=cap)
             self._jobs[job.id] = job
             self._waiting.append(job.id)
         self._queue.put(job)
@@ -146,6 +150,10 @@ class JobRunner:
 
     def get(self, job_id: int) -> Job | None:
         return self._jobs.get(job_id)
+
+    def jobs(self) -> list[Job]:
+        with self._lock:
+            return list(self._jobs.values())
 
     def jobs_of(self, owner: str) -> list[Job]:
         with self._lock:
@@ -162,15 +170,42 @@ class JobRunner:
         if job is not None:
             job.stop()
 
+    def adopt(self, job_id: int, owner: str) -> Job | None:
+        """Hand a job to another owner (the same person in a new session, e.g. after a reload)."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None:
+                job.owner = owner
+            return job
+
     def forget(self, owner: str) -> None:
-        """Stop and drop every job of an owner (a session that ended)."""
+        """Stop and drop every job of an owner (a session that ended): a queued job never starts, a running
+        one ends at its next check and is dropped when it has ended, so its place frees at once."""
         with self._lock:
             mine = [j for j in self._jobs.values() if j.owner == owner]
+            self._gone.add(owner)
         for j in mine:
             j.stop()
-            if j.state.finished:
-                with self._lock:
+        with self._lock:
+            for j in mine:
+                if j.state.finished:
                     self._jobs.pop(j.id, None)
+            if not any(j.owner == owner for j in self._jobs.values()):
+                self._gone.discard(owner)
+
+    def prune(self) -> None:
+        """Drop jobs that finished more than `ttl_seconds` ago (their owners keep what they took from them)."""
+        if self.ttl_seconds is None:
+            return
+        cutoff = time.time() - self.ttl_seconds
+        with self._lock:
+            for job_id in [j.id for j in self._jobs.values() if j.finished_at is not None and j.finished_at < cutoff]:
+                del self._jobs[job_id]
+
+    def __len__(self) -> int:
+        """Jobs the runner holds: queued, running, and finished ones not yet dropped."""
+        with self._lock:
+            return len(self._jobs)
 
     def queued(self) -> int:
         with self._lock:
@@ -198,14 +233,13 @@ class JobRunner:
             self._run(job)
 
     def _run(self, job: Job) -> None:
-        if job.stop_requested:
-            job.state, job.finished_at = JobState.STOPPED, time.time()
-            job._done.set()
-            return
-        job.state, job.started_at = JobState.RUNNING, time.time()
-        deadline = time.monotonic() + job.max_seconds if job.max_seconds else None
-        ctx = JobContext(job, deadline)
+        ctx = JobContext(job, None)
         try:
+            if job.stop_requested:  # stopped while it waited: it never starts
+                job.state = JobState.STOPPED
+                return
+            job.state, job.started_at = JobState.RUNNING, time.time()
+            ctx.deadline = time.monotonic() + job.max_seconds if job.max_seconds else None
             job.result = job.fn(ctx)
             job.state = JobState.STOPPED if ctx.should_stop() else JobState.DONE
         except torch.OutOfMemoryError:
@@ -217,6 +251,11 @@ class JobRunner:
         finally:
             job.finished_at = time.time()
             job.fn = _done_fn  # let the closure (model, data) be collected
+            with self._lock:
+                if job.owner in self._gone:  # nobody is left to look at it
+                    self._jobs.pop(job.id, None)
+                    if not any(j.owner == job.owner for j in self._jobs.values()):
+                        self._gone.discard(job.owner)
             _release_memory()
             job._done.set()
 

@@ -15,11 +15,17 @@ from dataclasses import dataclass
 
 from .analysis import analyze
 from .config import PRESETS, ResNetConfig
+from .settings import LIMITS
 
 CUSTOM = "custom"
-# The app refuses inputs outside these bounds (the library itself accepts up to analysis.MAX_SIDE).
-MIN_SIDE, MAX_SIDE = 8, 2048
-MAX_BATCH = 1024
+# The app refuses inputs outside these bounds (the library itself accepts up to analysis.MAX_SIDE);
+# a host sets the upper ones with RESNET_INPUT_MAX_SIDE and RESNET_BATCH_MAX.
+MIN_SIDE, MAX_SIDE = 8, min(LIMITS.input_max_side, 4096)
+MAX_BATCH = LIMITS.batch_max
+# Weights the app will hold: the feature-maps, training and export views build the model (float32, 4 bytes a
+# parameter, one copy per session), so a short link must not ask for terabytes. About 3x the largest preset
+# (wide_resnet50_2, 68.9M).
+MAX_PARAMS = 200_000_000
 MAX_QUERY_VALUE = 200  # characters; longer values are refused unread
 
 
@@ -51,7 +57,11 @@ def check(sel: Selection) -> None:
             raise ValueError(f"input {name} {v} is out of range: {MIN_SIDE} to {MAX_SIDE} pixels")
     if not 1 <= sel.batch_size <= MAX_BATCH:
         raise ValueError(f"batch size {sel.batch_size} is out of range: 1 to {MAX_BATCH}")
-    analyze(sel.config, input_size=sel.input_size, batch_size=sel.batch_size)
+    report = analyze(sel.config, input_size=sel.input_size, batch_size=sel.batch_size)
+    if report.total_params > MAX_PARAMS:
+        raise ValueError(
+            f"the model has {report.total_params:,} parameters; the app builds models of at most {MAX_PARAMS:,}"
+        )
 
 
 # --- query string ---------------------------------------------------------------------------------
@@ -82,26 +92,30 @@ def format_input(size: tuple[int, int, int]) -> str:
     return "x".join(str(d) for d in size)
 
 
+# URL parameter of a custom model -> (ResNetConfig field, reader that raises ValueError).
+_CUSTOM_READERS: dict[str, tuple[str, Callable[[str], object]]] = {
+    "blocks": ("blocks", _ints),
+    "widths": ("widths", _ints),
+    "stem": ("stem", str),
+    "stem_width": ("stem_width", int),
+    "shortcut": ("shortcut", lambda s: s.upper()),
+    "stride_at": ("stride_at", str),
+    "groups": ("groups", int),
+    "width_per_group": ("width_per_group", int),
+    "preact": ("preact", _bool),
+    "residual": ("residual", _bool),
+    "zero_init": ("zero_init_residual", _bool),
+    "classes": ("num_classes", int),
+    "in_channels": ("in_channels", int),
+}
+QUERY_KEYS = frozenset({"preset", "input", "batch", "block", *_CUSTOM_READERS})  # every other key is ignored
+
+
 def _custom_config(q: Mapping[str, str]) -> ResNetConfig:
     """A custom config from the query; ValueError (naming the parameter) for anything unreadable."""
     base = ResNetConfig()
     changes: dict[str, object] = {}
-    readers: dict[str, tuple[str, Callable[[str], object]]] = {
-        "blocks": ("blocks", _ints),
-        "widths": ("widths", _ints),
-        "stem": ("stem", str),
-        "stem_width": ("stem_width", int),
-        "shortcut": ("shortcut", lambda s: s.upper()),
-        "stride_at": ("stride_at", str),
-        "groups": ("groups", int),
-        "width_per_group": ("width_per_group", int),
-        "preact": ("preact", _bool),
-        "residual": ("residual", _bool),
-        "zero_init": ("zero_init_residual", _bool),
-        "classes": ("num_classes", int),
-        "in_channels": ("in_channels", int),
-    }
-    for key, (field, read) in readers.items():
+    for key, (field, read) in _CUSTOM_READERS.items():
         if key in q:
             try:
                 changes[field] = read(q[key])
@@ -119,7 +133,8 @@ def _custom_config(q: Mapping[str, str]) -> ResNetConfig:
 def from_query(q: Mapping[str, str]) -> tuple[Selection, list[str]]:
     """The selection a URL describes, and warnings for every part of it that had to be replaced."""
     warnings: list[str] = []
-    q = dict(q)
+    # Only the names above are read (or quoted in a warning): a link's other parameters, however long, are ignored.
+    q = {key: value for key, value in q.items() if key in QUERY_KEYS}
     for key, value in list(q.items()):
         if len(value) > MAX_QUERY_VALUE:
             warnings.append(f"URL parameter {key} is too long ({len(value)} characters) and was ignored.")

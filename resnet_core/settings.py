@@ -6,11 +6,13 @@ A host sets them (see the README's table) to fit its machine; everything else re
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
@@ -26,16 +28,27 @@ def _env_int(name: str, default: int) -> int:
 class Limits:
     upload_max_bytes: int = 20 * 1024 * 1024  # RESNET_UPLOAD_MAX_BYTES
     upload_max_pixels: int = 40_000_000  # RESNET_UPLOAD_MAX_PIXELS: width x height, checked from the header
+    input_max_side: int = 2048  # RESNET_INPUT_MAX_SIDE: largest input height or width in the model picker
+    batch_max: int = 1024  # RESNET_BATCH_MAX: largest batch size in the model picker (memory estimates)
     activation_max_side: int = 512  # RESNET_ACTIVATION_MAX_SIDE: largest input side for feature maps
+    analysis_cache_entries: int = 128  # RESNET_ANALYSIS_CACHE_ENTRIES: layer analyses kept (a few kB each)
     model_cache_entries: int = 4  # RESNET_MODEL_CACHE_ENTRIES: pretrained weight sets kept in memory
     train_max_epochs: int = 50  # RESNET_TRAIN_MAX_EPOCHS: per training job
     train_max_seconds: int = 900  # RESNET_TRAIN_MAX_SECONDS: wall time per training job
     train_queue: int = 8  # RESNET_TRAIN_QUEUE: jobs waiting at most; more are told "busy, try again later"
     train_workers: int = 1  # RESNET_TRAIN_WORKERS: jobs running at once (per GPU on a GPU server)
+    abandon_seconds: int = 60  # RESNET_ABANDON_SECONDS: a job whose browser session is gone this long is stopped
+    job_ttl_seconds: int = 3600  # RESNET_JOB_TTL_SECONDS: a finished job's curves stay in memory this long
+    runs_keep: int = 200  # RESNET_RUNS_KEEP: run records (and trained weights) kept on disk, newest first
 
     @classmethod
-    def from_env(cls) -> Limits:
-        return cls(**{f.name: _env_int(f"RESNET_{f.name.upper()}", f.default) for f in fields(cls)})  # type: ignore[arg-type]
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Limits:
+        """The limits `env` sets (RESNET_<FIELD NAME>), the defaults for the rest."""
+        return cls(**{f.name: _env_int(env, f"RESNET_{f.name.upper()}", f.default) for f in fields(cls)})  # type: ignore[arg-type]
 
 
 LIMITS = Limits.from_env()
+
+# Where run records and trained weights are written ($RESNET_RUNS_DIR, default `runs/` of the repository,
+# ignored by git). Datasets have their own folder, $RESNET_DATA_DIR (see resnet_core.data).
+RUNS_DIR = Path(os.environ.get("RESNET_RUNS_DIR") or Path(__file__).resolve().parents[1] / "runs")

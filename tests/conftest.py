@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
+# Run records of the tests' training jobs (and of the servers they start) go to a temporary folder.
+os.environ.setdefault("RESNET_RUNS_DIR", tempfile.mkdtemp(prefix="resnet-runs-"))
 
 
 @pytest.fixture(autouse=True)

@@ -13,17 +13,18 @@ from resnet_core.analysis import Level
 from resnet_core.export import to_onnx, to_safetensors
 from resnet_core.references import comparison
 from resnet_core.selection import Selection
+from resnet_core.settings import LIMITS
 from ui.diagram import block_diagram
 
 _HASH: dict[str | type, Callable[[Any], Any]] = {Selection: repr}  # a frozen dataclass: its repr is its value
 
 
-@st.cache_resource(max_entries=128, show_spinner=False, hash_funcs=_HASH)
+@st.cache_resource(max_entries=LIMITS.analysis_cache_entries, show_spinner=False, hash_funcs=_HASH)
 def report_for(sel: Selection) -> Report:
     return analyze(sel.config, input_size=sel.input_size, batch_size=sel.batch_size)
 
 
-@st.cache_data(max_entries=128, show_spinner=False, hash_funcs=_HASH)
+@st.cache_data(max_entries=LIMITS.analysis_cache_entries, show_spinner=False, hash_funcs=_HASH)
 def table_for(sel: Selection, level: Level) -> pd.DataFrame:
     return report_for(sel).to_dataframe(level)
 

@@ -7,9 +7,13 @@ gets a message next to its control while the last good selection stays on screen
 
 from __future__ import annotations
 
+import re
+import string
+
 import streamlit as st
 
 from resnet_core.config import BLOCK_TYPES, PRESET_GROUPS, SHORTCUTS, STEMS, STRIDE_PLACEMENTS, ResNetConfig
+from resnet_core.runs import is_run_id
 from resnet_core.selection import (
     CUSTOM,
     DEFAULT,
@@ -262,6 +266,8 @@ def model_picker() -> Selection:
     shown: Selection = ss.get(K.LAST_GOOD, DEFAULT)
     ss[K.SELECTION] = shown
     query = to_query(shown)
+    if is_run_id(run := st.query_params.get("run")):  # the training page's run: not part of the model
+        query["run"] = run
     if st.query_params.to_dict() != query:
         st.query_params.from_dict(query)
     return shown
@@ -272,9 +278,26 @@ def current_selection() -> Selection:
     return st.session_state.get(K.SELECTION, DEFAULT)
 
 
+_PUNCTUATION = frozenset(string.punctuation)
+# Autolinks (GFM) are found in the text after escapes are resolved, so a backslash cannot stop them; a word
+# joiner (U+2060, invisible) inside "://", "www." and before "@" breaks their patterns.
+_AUTOLINK = re.compile(r"(?<=:)(?=\\/\\/)|(?<=www)(?=\\\.)|(?=\\@)", re.IGNORECASE)
+
+
+def literal_markdown(text: str) -> str:
+    """Markdown that Streamlit shows as exactly `text`: no links, emphasis, HTML, math, icons or colours.
+
+    Every ASCII punctuation character is backslash-escaped (CommonMark allows it for all of them), line
+    breaks become spaces, and autolinks are broken with an invisible word joiner.
+    """
+    escaped = "".join("\\" + ch if ch in _PUNCTUATION else " " if ch in "\r\n" else ch for ch in text)
+    return _AUTOLINK.sub("\u2060", escaped)
+
+
 def url_warnings() -> list[str]:
-    """Warnings about the link this session was opened with (shown once, by the page)."""
-    return list(st.session_state.get(K.URL_WARNINGS, []))
+    """Warnings about the link this session was opened with (shown once, by the page), as literal markdown:
+    they quote the link, which someone else may have written."""
+    return [literal_markdown(w) for w in st.session_state.get(K.URL_WARNINGS, [])]
 
 
-__all__ = ["MAX_SIDE", "MIN_SIDE", "current_selection", "model_picker", "url_warnings"]
+__all__ = ["MAX_SIDE", "MIN_SIDE", "current_selection", "literal_markdown", "model_picker", "url_warnings"]

@@ -56,7 +56,7 @@ FM_CAM_CLASS = "fm.cam_class"
 FM_CAM_STAGE = "fm.cam_stage"
 
 # The training page.
-OWNER = "session.owner"  # an id for this browser session, to find its jobs in the shared runner
+OWNER = "session.owner"  # this browser session's id, under which its jobs are filed in the shared runner
 TRAIN_DATA = "train.data"
 TRAIN_EPOCHS = "train.epochs"
 TRAIN_BATCH = "train.batch"

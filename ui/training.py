@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,20 +13,34 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 from plotly.subplots import make_subplots
+from streamlit.runtime import Runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from resnet_core.config import ResNetConfig
 from resnet_core.data import Dataset, load_dataset
-from resnet_core.jobs import Job, JobContext, JobRunner
-from resnet_core.settings import LIMITS
+from resnet_core.export import to_safetensors
+from resnet_core.jobs import OOM_MESSAGE, Job, JobContext, JobRunner
+from resnet_core.runs import RunRecord, RunStore, new_run_id
+from resnet_core.settings import LIMITS, RUNS_DIR
 from resnet_core.training import Progress, TrainConfig, Trainer, TrainResult
 from ui import state as K
+
+RUN_PARAM = "run"  # the query parameter that names this session's latest run
 
 
 @st.cache_resource
 def job_runner() -> JobRunner:
     """One runner for the whole server: every session's jobs share its queue and its device."""
-    return JobRunner(workers=LIMITS.train_workers, max_queue=LIMITS.train_queue,
-                     max_seconds=LIMITS.train_max_seconds, name="train")
+    runner = JobRunner(workers=LIMITS.train_workers, max_queue=LIMITS.train_queue,
+                       max_seconds=LIMITS.train_max_seconds, ttl_seconds=LIMITS.job_ttl_seconds, name="train")
+    threading.Thread(target=_watch_sessions, args=(runner,), name="train-sessions", daemon=True).start()
+    return runner
+
+
+@st.cache_resource
+def run_store() -> RunStore:
+    """Run records on disk: what a reload after a server restart can still tell."""
+    return RunStore(RUNS_DIR, keep=LIMITS.runs_keep)
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)
@@ -37,9 +54,31 @@ def download_dataset(name: str, on_progress: Callable[[int, int | None], None]) 
 
 
 def owner() -> str:
+    """This browser session's id: its jobs in the shared runner are filed under it."""
     if K.OWNER not in st.session_state:
-        st.session_state[K.OWNER] = uuid.uuid4().hex
+        ctx = get_script_run_ctx()
+        st.session_state[K.OWNER] = ctx.session_id if ctx is not None else uuid.uuid4().hex
     return str(st.session_state[K.OWNER])
+
+
+def _watch_sessions(runner: JobRunner, every_s: float = 1.0) -> None:
+    """Stop and forget the jobs of sessions whose browser has been gone for LIMITS.abandon_seconds: a closed
+    tab frees its place in the queue, and nothing of an ended session stays in memory. A short network
+    blip (the browser reconnects to the same session) or a visit to another page costs nothing."""
+    gone_since: dict[str, float] = {}
+    while True:
+        time.sleep(every_s)
+        if not Runtime.exists():  # AppTest runs pages without a server: no sessions to watch
+            continue
+        runtime, now = Runtime.instance(), time.monotonic()
+        owners = {job.owner for job in runner.jobs()}
+        for who in owners:
+            if runtime.is_active_session(who):
+                gone_since.pop(who, None)
+            elif now - gone_since.setdefault(who, now) >= LIMITS.abandon_seconds:
+                runner.forget(who)
+        for who in set(gone_since) - owners:
+            del gone_since[who]
 
 
 @dataclass(frozen=True)
@@ -47,6 +86,7 @@ class Run:
     """One of this session's training runs."""
 
     job_id: int
+    run_id: str  # the run's record on disk, and its link (?run=...)
     label: str
     model_cfg: ResNetConfig
     train_cfg: TrainConfig
@@ -68,14 +108,63 @@ class TrainedModel:
 
 
 def start(model_cfg: ResNetConfig, data: Dataset, train_cfg: TrainConfig, label: str) -> Run:
-    def fn(ctx: JobContext) -> TrainResult:
-        trainer = Trainer(model_cfg, data, train_cfg, on_progress=ctx.report, should_stop=ctx.should_stop)
-        return trainer.run()
+    store, run_id = run_store(), new_run_id()
 
-    job = job_runner().submit(owner(), fn, label=label)
-    run = Run(job.id, label, model_cfg, train_cfg, data.name)
+    def fn(ctx: JobContext) -> TrainResult:
+        rec = RunRecord(run_id, label, state="running", epochs=train_cfg.epochs)
+        store.save(rec)
+
+        def report(p: Progress) -> None:
+            ctx.report(p)
+            nonlocal rec
+            if p.kind == "epoch":  # one small file write per epoch
+                rec = rec.with_(epoch=p.epoch, step=p.step, total_steps=p.total_steps, test_accuracy=p.test_acc)
+                store.save(rec)
+
+        try:
+            trainer = Trainer(model_cfg, data, train_cfg, on_progress=report, should_stop=ctx.should_stop)
+            result = trainer.run()
+        except Exception as e:
+            error = OOM_MESSAGE if isinstance(e, torch.OutOfMemoryError) else f"{type(e).__name__}: {e}"
+            store.save(rec.with_(state="failed", error=error))
+            raise
+        store.save_weights(run_id, to_safetensors(result.model))  # weights first: a "done" record has them
+        store.save(rec.with_(state="stopped" if result.stopped else "done", test_accuracy=result.test_accuracy,
+                             has_weights=True))
+        return result
+
+    run = Run(0, run_id, label, model_cfg, train_cfg, data.name)
+    store.save(RunRecord(run_id, label, state="queued", epochs=train_cfg.epochs))
+    job = job_runner().submit(owner(), fn, label=label, meta=run)
+    run = dataclasses.replace(run, job_id=job.id)
+    job.meta = run
     st.session_state.setdefault(K.TRAIN_JOBS, []).append(run)
+    st.query_params[RUN_PARAM] = run_id  # a reload, even after a server restart, finds the run again
     return run
+
+
+@dataclass(frozen=True)
+class LinkedRun:
+    """A run named by the page's link that this session does not hold."""
+
+    run_id: str
+    record: RunRecord | None  # None: this server knows no such run (never, or cleaned up since)
+
+
+def linked_run() -> LinkedRun | None:
+    """The run named by this page's link (?run=...) when this session does not hold it. A job still on this
+    server is taken over by this session (a reload mid-run) and None is returned; otherwise what the disk
+    says of the run."""
+    run_id = st.query_params.get(RUN_PARAM)
+    if not run_id or any(r.run_id == run_id for r in st.session_state.get(K.TRAIN_JOBS, [])):
+        return None
+    runner = job_runner()
+    for job in runner.jobs():
+        if isinstance(job.meta, Run) and job.meta.run_id == run_id:
+            runner.adopt(job.id, owner())
+            st.session_state.setdefault(K.TRAIN_JOBS, []).append(job.meta)
+            return None
+    return LinkedRun(run_id, run_store().load(run_id))
 
 
 def runs() -> list[tuple[Run, Job]]:

@@ -9,7 +9,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -98,22 +99,23 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-@pytest.fixture(scope="session")
-def app_server(browser_requirements: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Run `streamlit run app.py` on a free loopback port; yield its base URL."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
+@contextmanager
+def streamlit_server(port: int, log_path: Path, *, options: Sequence[str] = (),
+                     env: Mapping[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """`streamlit run app.py` on `port` (loopback), with extra `--option value` pairs; stopped on exit.
+    Yields the process once /_stcore/health answers; fails the test with the server's output otherwise."""
     cmd = [
         sys.executable, "-m", "streamlit", "run", "app.py",
         "--server.headless", "true",
         "--server.port", str(port),
         "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none",
+        *options,
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     base_url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while not _healthy(f"{base_url}/_stcore/health"):
@@ -130,9 +132,17 @@ def app_server(browser_requirements: None, tmp_path_factory: pytest.TempPathFact
                     pytrace=False,
                 )
             time.sleep(0.25)
-        yield base_url
+        yield proc
     finally:
         _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def app_server(browser_requirements: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Run `streamlit run app.py` on a free loopback port; yield its base URL."""
+    port = _free_port()
+    with streamlit_server(port, tmp_path_factory.mktemp("streamlit") / "server.log"):
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")

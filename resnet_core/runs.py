@@ -1,0 +1,145 @@
+"""Training runs on disk: a small record per run that outlives the server process.
+
+A job lives in the memory of one server. When that server restarts mid-run, the job is gone, and a
+student who reloads the page must be told so plainly rather than shown nothing. So every run keeps a
+record under `RunStore.root` (one folder per run):
+
+    runs/<run id>/status.json        what the page needs: label, state, progress, accuracy, error
+    runs/<run id>/model.safetensors  the trained weights, written once when the run ends
+
+Both files are written atomically (a temporary file in the same folder, then `os.replace`): a
+reader sees the old file or the new one, never half of one, whatever moment the process dies at.
+A record whose state is still "queued" or "running" but that was written by another server
+process (`RunRecord.instance`) describes a run that was interrupted.
+
+Run ids are 128-bit random hex strings: only someone holding the link can read a run, and an id is
+checked against `RUN_ID` before it becomes part of a path, so no user text ever names a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+RunState = Literal["queued", "running", "done", "stopped", "failed"]
+UNFINISHED: tuple[str, ...] = ("queued", "running")
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+STATUS, WEIGHTS = "status.json", "model.safetensors"
+
+# One id per server process: a record of an unfinished run with another id was left by a process
+# that is gone.
+INSTANCE = secrets.token_hex(8)
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(16)
+
+
+def is_run_id(text: object) -> bool:
+    return isinstance(text, str) and RUN_ID.fullmatch(text) is not None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What is known about a run; the page shows it when the job itself is gone."""
+
+    id: str
+    label: str
+    state: RunState = "queued"
+    instance: str = INSTANCE  # the server process that wrote this record
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    epoch: int = 0  # epochs finished
+    epochs: int = 0  # epochs planned
+    step: int = 0
+    total_steps: int = 0
+    test_accuracy: float | None = None  # after the latest finished epoch, or the final one
+    error: str | None = None
+    has_weights: bool = False
+
+    @property
+    def interrupted(self) -> bool:
+        """Unfinished, and written by a server process other than this one: that process died mid-run."""
+        return self.state in UNFINISHED and self.instance != INSTANCE
+
+    def with_(self, **changes: Any) -> RunRecord:
+        return replace(self, updated_at=time.time(), **changes)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a reader, or a crash at any moment, never sees a partial file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunStore:
+    """Run records in folders under `root`; at most `keep` runs are kept (the oldest go first)."""
+
+    def __init__(self, root: Path, *, keep: int = 200) -> None:
+        if keep < 1:
+            raise ValueError(f"keep={keep} must be at least 1")
+        self.root = Path(root)
+        self.keep = keep
+
+    def _dir(self, run_id: str) -> Path:
+        if not is_run_id(run_id):
+            raise ValueError(f"{run_id!r} is not a run id (32 hexadecimal digits)")
+        return self.root / run_id
+
+    def save(self, record: RunRecord) -> None:
+        folder = self._dir(record.id)
+        fresh = not folder.exists()
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomically(folder / STATUS, json.dumps(asdict(record), indent=1).encode())
+        if fresh:
+            self.prune()
+
+    def save_weights(self, run_id: str, data: bytes) -> None:
+        write_atomically(self._dir(run_id) / WEIGHTS, data)
+
+    def load(self, run_id: str) -> RunRecord | None:
+        """The record of `run_id`, or None when there is none (or it is not a run id, or unreadable)."""
+        if not is_run_id(run_id):
+            return None
+        try:
+            raw = json.loads((self.root / run_id / STATUS).read_bytes())
+            return RunRecord(**raw)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def weights(self, run_id: str) -> bytes | None:
+        if not is_run_id(run_id):
+            return None
+        try:
+            return (self.root / run_id / WEIGHTS).read_bytes()
+        except OSError:
+            return None
+
+    def ids(self) -> list[str]:
+        """Run ids, oldest first."""
+        if not self.root.is_dir():
+            return []
+        found = [p for p in self.root.iterdir() if p.is_dir() and is_run_id(p.name)]
+        return [p.name for p in sorted(found, key=lambda p: p.stat().st_mtime)]
+
+    def prune(self) -> None:
+        """Delete the oldest runs beyond `keep`."""
+        ids = self.ids()
+        for run_id in ids[: max(0, len(ids) - self.keep)]:
+            shutil.rmtree(self.root / run_id, ignore_errors=True)
