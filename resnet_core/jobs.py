@@ -68,6 +68,7 @@ class Job:
     label: str
     fn: Callable[[JobContext], Any] = field(repr=False)
     meta: Any = field(default=None, repr=False)  # the owner's own description of the job (the runner ignores it)
+    on_end: Callable[[Job], None] | None = field(default=None, repr=False)  # called once it has ended, however
     max_seconds: float | None = None
     max_progress: int = 2000  # progress items kept; older ones are thinned out, never the newest
     state: JobState = JobState.QUEUED
@@ -133,8 +134,10 @@ class JobRunner:
     # --- what users do ----------------------------------------------------------------------------
 
     def submit(self, owner: str, fn: Callable[[JobContext], Any], *, label: str = "",
-               max_seconds: float | None = None, meta: Any = None) -> Job:
-        """Queue `fn`; raises QueueFull ("busy, try again later") when every place is taken."""
+               max_seconds: float | None = None, meta: Any = None,
+               on_end: Callable[[Job], None] | None = None) -> Job:
+        """Queue `fn`; raises QueueFull ("busy, try again later") when every place is taken. `on_end(job)` runs
+        on the worker once the job has ended in any way (done, stopped, failed, or stopped before it started)."""
         cap = min(filter(None, (max_seconds, self.max_seconds)), default=None)
         self.prune()
         with self._lock:
@@ -142,7 +145,8 @@ class JobRunner:
                 raise QueueFull(
                     f"The server is busy: {len(self._waiting)} jobs are waiting. Please try again later."
                 )
-            job = Job(id=next(self._ids), owner=owner, label=label, fn=fn, meta=meta, max_seconds=cap)
+            job = Job(id=next(self._ids), owner=owner, label=label, fn=fn, meta=meta, on_end=on_end,
+                      max_seconds=cap)
             self._jobs[job.id] = job
             self._waiting.append(job.id)
         self._queue.put(job)
@@ -250,7 +254,12 @@ class JobRunner:
             job._traceback = traceback.format_exc()  # type: ignore[attr-defined]  # for server logs only
         finally:
             job.finished_at = time.time()
-            job.fn = _done_fn  # let the closure (model, data) be collected
+            if job.on_end is not None:
+                try:
+                    job.on_end(job)
+                except Exception:  # e.g. a full disk: the job's own result stands, the runner goes on
+                    job._on_end_traceback = traceback.format_exc()  # type: ignore[attr-defined]  # for server logs
+            job.fn, job.on_end = _done_fn, None  # let the closures (model, data) be collected
             with self._lock:
                 if job.owner in self._gone:  # nobody is left to look at it
                     self._jobs.pop(job.id, None)

@@ -131,6 +131,9 @@ class RunStore:
         except OSError:
             return None
 
+    def delete(self, run_id: str) -> None:
+        shutil.rmtree(self._dir(run_id), ignore_errors=True)
+
     def ids(self) -> list[str]:
         """Run ids, oldest first."""
         if not self.root.is_dir():

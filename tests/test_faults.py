@@ -23,7 +23,7 @@ from torchvision.datasets import CIFAR10
 
 from resnet_core import runs as runs_mod
 from resnet_core.data import DatasetUnavailable, load_dataset
-from resnet_core.jobs import JobContext, JobRunner, JobState
+from resnet_core.jobs import Job, JobContext, JobRunner, JobState
 from resnet_core.runs import RunRecord, RunStore, new_run_id, write_atomically
 from tests.test_data import check_cifar, cifar_archive, leftovers, md5
 
@@ -235,5 +235,37 @@ def test_finished_jobs_are_dropped_after_their_time_to_live() -> None:
         second = runner.submit("b", _steps(1))  # each submit drops what has expired
         assert runner.jobs() == [second]
         assert second.wait(10)
+    finally:
+        runner.shutdown()
+
+
+def test_on_end_sees_every_way_a_job_ends_and_cannot_break_the_runner() -> None:
+    runner = JobRunner(workers=1, max_queue=4)
+    ended: list[tuple[str, JobState, str | None]] = []
+
+    def note(job: Job) -> None:
+        ended.append((job.label, job.state, job.error))
+        if job.label == "fails":
+            raise OSError("No space left on device")  # e.g. the record could not be written
+
+    def boom(ctx: JobContext) -> None:
+        raise RuntimeError("boom")
+
+    try:
+        blocker = runner.submit("a", _steps(100_000), label="stopped", on_end=note)
+        never = runner.submit("a", _steps(1), label="never started", on_end=note)
+        never.stop()
+        fails = runner.submit("a", boom, label="fails", on_end=note)
+        done = runner.submit("a", _steps(3), label="done", on_end=note)
+        time.sleep(0.05)
+        blocker.stop()
+        assert done.wait(10) and fails.wait(10) and never.wait(10)
+        assert ended == [
+            ("stopped", JobState.STOPPED, None),
+            ("never started", JobState.STOPPED, None),
+            ("fails", JobState.FAILED, "The job failed: RuntimeError: boom"),
+            ("done", JobState.DONE, None),
+        ]
+        assert done.result == 3  # the runner went on after on_end raised
     finally:
         runner.shutdown()

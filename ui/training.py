@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 import uuid
@@ -19,7 +18,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from resnet_core.config import ResNetConfig
 from resnet_core.data import Dataset, load_dataset
 from resnet_core.export import to_safetensors
-from resnet_core.jobs import OOM_MESSAGE, Job, JobContext, JobRunner
+from resnet_core.jobs import Job, JobContext, JobRunner, QueueFull
 from resnet_core.runs import RunRecord, RunStore, new_run_id
 from resnet_core.settings import LIMITS, RUNS_DIR
 from resnet_core.training import Progress, TrainConfig, Trainer, TrainResult
@@ -108,36 +107,38 @@ class TrainedModel:
 
 
 def start(model_cfg: ResNetConfig, data: Dataset, train_cfg: TrainConfig, label: str) -> Run:
+    """Queue a training run for this session; its record on disk follows it from "queued" to its end."""
     store, run_id = run_store(), new_run_id()
+    record = RunRecord(run_id, label, state="queued", epochs=train_cfg.epochs)
 
     def fn(ctx: JobContext) -> TrainResult:
-        rec = RunRecord(run_id, label, state="running", epochs=train_cfg.epochs)
-        store.save(rec)
+        nonlocal record
+        record = record.with_(state="running")
+        store.save(record)
 
         def report(p: Progress) -> None:
+            nonlocal record
             ctx.report(p)
-            nonlocal rec
             if p.kind == "epoch":  # one small file write per epoch
-                rec = rec.with_(epoch=p.epoch, step=p.step, total_steps=p.total_steps, test_accuracy=p.test_acc)
-                store.save(rec)
+                record = record.with_(epoch=p.epoch, step=p.step, total_steps=p.total_steps, test_accuracy=p.test_acc)
+                store.save(record)
 
-        try:
-            trainer = Trainer(model_cfg, data, train_cfg, on_progress=report, should_stop=ctx.should_stop)
-            result = trainer.run()
-        except Exception as e:
-            error = OOM_MESSAGE if isinstance(e, torch.OutOfMemoryError) else f"{type(e).__name__}: {e}"
-            store.save(rec.with_(state="failed", error=error))
-            raise
-        store.save_weights(run_id, to_safetensors(result.model))  # weights first: a "done" record has them
-        store.save(rec.with_(state="stopped" if result.stopped else "done", test_accuracy=result.test_accuracy,
-                             has_weights=True))
-        return result
+        return Trainer(model_cfg, data, train_cfg, on_progress=report, should_stop=ctx.should_stop).run()
 
-    run = Run(0, run_id, label, model_cfg, train_cfg, data.name)
-    store.save(RunRecord(run_id, label, state="queued", epochs=train_cfg.epochs))
-    job = job_runner().submit(owner(), fn, label=label, meta=run)
-    run = dataclasses.replace(run, job_id=job.id)
-    job.meta = run
+    def on_end(job: Job) -> None:
+        result: TrainResult | None = job.result
+        if result is not None:
+            store.save_weights(run_id, to_safetensors(result.model))  # first: a record that says so has them
+        store.save(record.with_(state=job.state.value, error=job.error, has_weights=result is not None,
+                                test_accuracy=result.test_accuracy if result is not None else record.test_accuracy))
+
+    store.save(record)
+    try:
+        job = job_runner().submit(owner(), fn, label=label, on_end=on_end)
+    except QueueFull:
+        store.delete(run_id)
+        raise
+    job.meta = run = Run(job.id, run_id, label, model_cfg, train_cfg, data.name)
     st.session_state.setdefault(K.TRAIN_JOBS, []).append(run)
     st.query_params[RUN_PARAM] = run_id  # a reload, even after a server restart, finds the run again
     return run
