@@ -19,11 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from torchvision.datasets import CIFAR10
 
 from resnet_core import runs as runs_mod
 from resnet_core.data import DatasetUnavailable, load_dataset
-from resnet_core.jobs import Job, JobContext, JobRunner, JobState
+from resnet_core.jobs import OOM_MESSAGE, Job, JobContext, JobRunner, JobState
 from resnet_core.runs import RunRecord, RunStore, new_run_id, write_atomically
 from tests.test_data import check_cifar, cifar_archive, leftovers, md5
 
@@ -267,5 +268,28 @@ def test_on_end_sees_every_way_a_job_ends_and_cannot_break_the_runner() -> None:
             ("done", JobState.DONE, None),
         ]
         assert done.result == 3  # the runner went on after on_end raised
+    finally:
+        runner.shutdown()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a real CUDA out-of-memory error needs a CUDA GPU")
+def test_a_real_cuda_out_of_memory_ends_only_its_job_and_frees_the_memory() -> None:
+    runner = JobRunner(workers=1, max_queue=4)
+    before = torch.cuda.memory_allocated()
+
+    def hog(ctx: JobContext) -> None:
+        held = [torch.empty(1 << 28, device="cuda")]  # 1 GiB that the job holds when it fails
+        held.append(torch.empty(1 << 50, device="cuda"))  # 4 PiB: no GPU has it
+
+    def small(ctx: JobContext) -> float:
+        return float(torch.ones(1024, device="cuda").sum())
+
+    try:
+        failed = runner.submit("a", hog)
+        after = runner.submit("b", small)
+        assert failed.wait(60) and after.wait(60)
+        assert failed.state is JobState.FAILED and failed.error == OOM_MESSAGE
+        assert after.state is JobState.DONE and after.result == 1024.0
+        assert torch.cuda.memory_allocated() == before  # the failed job's gigabyte went back
     finally:
         runner.shutdown()
