@@ -14,11 +14,9 @@ from ui import state as K
 from ui.cache import diagram_for, export_onnx, export_safetensors, reference_table, report_for, table_for
 from ui.charts import along_depth, per_stage
 from ui.diagram import default_expanded
-from ui.sidebar import current_selection, url_warnings
+from ui.sidebar import current_selection
 
 sel = current_selection()
-for w in url_warnings():
-    st.warning(w, icon=":material/link:")
 
 report = report_for(sel)
 cfg = report.config

@@ -9,13 +9,14 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from resnet_core import TORCHVISION_PRESETS, PretrainedUnavailable
+from resnet_core import TORCHVISION_PRESETS, PretrainedUnavailable, analyze
 from resnet_core.activations import block_internals, blocks_of, channel_order, channel_stats, grad_cam, tile, top_k
 from resnet_core.images import TEST_PATTERNS, ImageError, LoadedImage, load_image_with_notes, load_sample, sample_images
 from resnet_core.images import test_pattern as make_pattern
 from resnet_core.preprocess import to_display
 from resnet_core.selection import CUSTOM
 from resnet_core.settings import LIMITS
+from resnet_core.units import fmt_bytes
 from ui import state as K
 from ui.featuremaps import IMAGENET, RANDOM, TRAINED, current_capture, ensure_downloaded, overlay, session_model
 from ui.sidebar import current_selection
@@ -105,6 +106,13 @@ with left:
 
 side = min(max(sel.input_size[1:]), LIMITS.activation_max_side)
 input_hw = (min(sel.input_size[1], side), min(sel.input_size[2], side))
+# Refuse, before building anything, a model whose feature maps for one image would not fit this server.
+need = analyze(cfg, input_size=(sel.input_size[0], *input_hw)).activation_bytes
+if need > LIMITS.activation_max_bytes:
+    st.error(f"The feature maps of {sel.label} at {input_hw[0]}×{input_hw[1]} take {fmt_bytes(need)} for one image, "
+             f"more than this server allows ({fmt_bytes(LIMITS.activation_max_bytes)}). Choose a smaller input or "
+             "fewer or narrower channels in the sidebar.", icon=":material/memory:")
+    st.stop()
 with st.spinner("Running the network…"):
     sm = session_model(cfg, sel.preset, weights, input_hw)
     x, cap = current_capture(sm, image_id, loaded.image)

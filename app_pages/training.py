@@ -11,6 +11,7 @@ from resnet_core.analysis import analyze
 from resnet_core.data import DATASETS, DatasetUnavailable
 from resnet_core.export import to_safetensors
 from resnet_core.jobs import QueueFull
+from resnet_core.runs import UNFINISHED
 from resnet_core.settings import LIMITS
 from resnet_core.training import default_recipe, expected_accuracy, resolve_device
 from resnet_core.units import fmt_count
@@ -94,6 +95,27 @@ with c2:
            if data_name == "builtin" else "")
     )
 
+# --- a run named by the link that this session does not hold (a reload, a restart) -------------------
+if (linked := linked_run()) is not None:
+    rec = linked.record
+    if rec is None:
+        st.warning("The run in this link is not on this server: runs are kept for a while, then removed. "
+                   "Start a new one above.", icon=":material/link_off:")
+    elif rec.interrupted:
+        at = f", after epoch {rec.epoch} of {rec.epochs}" if rec.epoch else ""
+        st.warning(f"The run {rec.label} was interrupted: the server restarted while it was {rec.state}{at}. "
+                   "No partial checkpoint is kept; start it again.", icon=":material/restart_alt:")
+    elif rec.state in UNFINISHED:  # a shared link to a run that its owner's open tab is following
+        st.info(f"The run {rec.label} is going on in another browser tab ({rec.state}, {rec.epoch} of {rec.epochs} "
+                "epochs done). Reload this page when it has ended to see how it did.", icon=":material/group:")
+    else:
+        acc = f", test accuracy {rec.test_accuracy:.1%}" if rec.test_accuracy is not None else ""
+        st.info(f"The run {rec.label} has ended ({rec.state}{acc}); its curves are no longer on this server."
+                + (f" {rec.error}" if rec.error else ""), icon=":material/history:")
+        if rec.has_weights and (weights := run_store().weights(rec.id)) is not None:
+            st.download_button("Download its trained weights (safetensors)", weights, file_name="trained.safetensors",
+                               mime="application/octet-stream", on_click="ignore", icon=":material/download:")
+
 train_cfg = recipe.with_(epochs=int(epochs), batch_size=int(batch), lr=float(lr), seed=int(seed),
                          max_seconds=float(seconds))
 mine = runs()
@@ -111,26 +133,9 @@ if ss.get(K.TRAIN_ERROR):
     st.error(ss[K.TRAIN_ERROR], icon=":material/block:")
 
 
-# --- a run named by the link that this session does not hold (a reload, a restart) -------------------
-if (linked := linked_run()) is not None:
-    rec = linked.record
-    if rec is None:
-        st.warning("The run in this link is not on this server: runs are kept for a while, then removed. "
-                   "Start a new one above.", icon=":material/link_off:")
-    elif rec.interrupted:
-        at = f", after epoch {rec.epoch} of {rec.epochs}" if rec.epoch else ""
-        st.warning(f"The run {rec.label} was interrupted: the server restarted while it was {rec.state}{at}. "
-                   "No partial checkpoint is kept; start it again above.", icon=":material/restart_alt:")
-    else:
-        acc = f", test accuracy {rec.test_accuracy:.1%}" if rec.test_accuracy is not None else ""
-        st.info(f"The run {rec.label} has ended ({rec.state}{acc}); its curves are no longer on this server."
-                + (f" {rec.error}" if rec.error else ""), icon=":material/history:")
-        if rec.has_weights and (weights := run_store().weights(rec.id)) is not None:
-            st.download_button("Download its trained weights (safetensors)", weights, file_name="trained.safetensors",
-                               mime="application/octet-stream", on_click="ignore", icon=":material/download:")
-
 # --- the live run ---------------------------------------------------------------------------------
-@st.fragment(run_every=0.5)
+# Twice a second while a run is queued or running; a finished run's page stays still.
+@st.fragment(run_every=0.5 if busy else None)
 def live() -> None:
     mine = runs()
     if not mine:

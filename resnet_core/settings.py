@@ -31,6 +31,7 @@ class Limits:
     input_max_side: int = 2048  # RESNET_INPUT_MAX_SIDE: largest input height or width in the model picker
     batch_max: int = 1024  # RESNET_BATCH_MAX: largest batch size in the model picker (memory estimates)
     activation_max_side: int = 512  # RESNET_ACTIVATION_MAX_SIDE: largest input side for feature maps
+    activation_max_bytes: int = 2 * 1024**3  # RESNET_ACTIVATION_MAX_BYTES: feature maps of one image, all layers
     analysis_cache_entries: int = 128  # RESNET_ANALYSIS_CACHE_ENTRIES: layer analyses kept (a few kB each)
     model_cache_entries: int = 4  # RESNET_MODEL_CACHE_ENTRIES: pretrained weight sets kept in memory
     train_max_epochs: int = 50  # RESNET_TRAIN_MAX_EPOCHS: per training job

@@ -107,3 +107,23 @@ def test_offline_pretrained_falls_back_to_random_weights(tmp_path, monkeypatch) 
     assert any("could not download" in w.value for w in at.warning)
     assert at.session_state["fm.model"].categories is None  # random weights, the page keeps working
     assert any("Random weights predict nothing" in i.value for i in at.info)
+
+
+def test_a_model_whose_feature_maps_would_not_fit_is_refused_before_it_is_built() -> None:
+    from resnet_core import analyze
+    from resnet_core.settings import LIMITS
+    from resnet_core.units import fmt_bytes
+
+    # One stage of 2048 channels at full resolution: 41 M parameters, but 18 GiB of maps for one 512x512 image.
+    link = {"preset": "custom", "blocks": "1", "block": "basic", "widths": "2048", "stem": "cifar",
+            "input": "3x512x512"}
+    at = run_app(link, page="feature_maps")
+    assert not at.exception
+    need = analyze(at.session_state["picker.selection"].config, input_size=(3, 512, 512)).activation_bytes
+    assert need > LIMITS.activation_max_bytes
+    assert [e.value for e in at.error] == [
+        f"The feature maps of {at.session_state['picker.selection'].label} at 512×512 take {fmt_bytes(need)} for one "
+        f"image, more than this server allows ({fmt_bytes(LIMITS.activation_max_bytes)}). Choose a smaller input or "
+        "fewer or narrower channels in the sidebar."
+    ]
+    assert "fm.model" not in at.session_state  # nothing was built

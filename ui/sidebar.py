@@ -224,7 +224,9 @@ def _input_controls(*, custom: bool) -> tuple[tuple[int, int, int], int]:
 
 
 def model_picker() -> Selection:
-    """Render the picker and return the selection to show: the current one if valid, else the last good one."""
+    """Render the picker and return the selection to show: the current one if valid, else the last good one.
+    What had to be replaced in the link the session was opened with is said at the top of the page, whichever
+    page the link opens."""
     _initialise()
     ss = st.session_state
     with st.sidebar:
@@ -263,10 +265,13 @@ def model_picker() -> Selection:
         if problem:
             st.caption("Showing the last valid model until this is fixed.")
 
+    for warning in url_warnings():
+        st.warning(warning, icon=":material/link:")
     shown: Selection = ss.get(K.LAST_GOOD, DEFAULT)
     ss[K.SELECTION] = shown
     query = to_query(shown)
-    if is_run_id(run := st.query_params.get("run")):  # the training page's run: not part of the model
+    run = st.query_params.get("run")
+    if run is not None and is_run_id(run):  # the training page's run: not part of the model
         query["run"] = run
     if st.query_params.to_dict() != query:
         st.query_params.from_dict(query)
@@ -295,7 +300,7 @@ def literal_markdown(text: str) -> str:
 
 
 def url_warnings() -> list[str]:
-    """Warnings about the link this session was opened with (shown once, by the page), as literal markdown:
+    """Warnings about the link this session was opened with, as literal markdown:
     they quote the link, which someone else may have written."""
     return [literal_markdown(w) for w in st.session_state.get(K.URL_WARNINGS, [])]
 

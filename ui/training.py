@@ -69,10 +69,10 @@ def _watch_sessions(runner: JobRunner, every_s: float = 1.0) -> None:
         time.sleep(every_s)
         if not Runtime.exists():  # AppTest runs pages without a server: no sessions to watch
             continue
-        runtime, now = Runtime.instance(), time.monotonic()
+        now = time.monotonic()
         owners = {job.owner for job in runner.jobs()}
         for who in owners:
-            if runtime.is_active_session(who):
+            if _session_alive(who):
                 gone_since.pop(who, None)
             elif now - gone_since.setdefault(who, now) >= LIMITS.abandon_seconds:
                 runner.forget(who)
@@ -162,10 +162,17 @@ def linked_run() -> LinkedRun | None:
     runner = job_runner()
     for job in runner.jobs():
         if isinstance(job.meta, Run) and job.meta.run_id == run_id:
+            if _session_alive(job.owner):  # a link shared by someone whose tab is open: look, do not take
+                break
             runner.adopt(job.id, owner())
             st.session_state.setdefault(K.TRAIN_JOBS, []).append(job.meta)
             return None
     return LinkedRun(run_id, run_store().load(run_id))
+
+
+def _session_alive(session_id: str) -> bool:
+    """Whether a browser is connected to that session now (always False under AppTest, which has no server)."""
+    return Runtime.exists() and Runtime.instance().is_active_session(session_id)
 
 
 def runs() -> list[tuple[Run, Job]]:
