@@ -80,6 +80,7 @@ with_shallow = c[1].toggle("Also plain-20 and ResNet-20", value=False, key=K.LAB
 epochs = c[2].number_input("Epochs", 1, LIMITS.train_max_epochs, 3, key=K.LAB_EPOCHS)
 seconds = c[3].number_input("Stop after (s)", 10, LIMITS.train_max_seconds, min(240, LIMITS.train_max_seconds),
                             key=K.LAB_SECONDS)
+running = any(not job.state.finished for _, job in race_runs())
 if depth not in CIFAR_DEPTHS:
     st.info("The race runs the CIFAR-size nets on 32×32 images; pick 20–110 for it.", icon=":material/info:")
 else:
@@ -87,7 +88,6 @@ else:
     if with_shallow and depth != 20:
         p20, r20 = twins(20)
         racers = {"plain-20": scaled(p20, width), "ResNet-20": scaled(r20, width), **racers}
-    running = any(not job.state.finished for _, job in race_runs())
     b = st.columns([1, 1, 3])
     if b[0].button("Start the race", type="primary", disabled=running, icon=":material/flag:"):
         try:
@@ -100,12 +100,16 @@ else:
         st.error(ss[K.LAB_ERROR], icon=":material/block:")
 
 
-@st.fragment(run_every=0.5)
+# Twice a second while a race is queued or running; a finished race's page stays still.
+@st.fragment(run_every=0.5 if running else None)
 def race_view() -> None:
     runs = race_runs()
     if not runs:
         return
     run, job = runs[-1]
+    if job.state.finished and ss.get(K.LAB_SHOWN) != job.id:
+        ss[K.LAB_SHOWN] = job.id
+        st.rerun(scope="app")  # "Start the race" is outside this fragment: enable it again
     reports: list[RaceReport] = job.progress()
     if not job.state.finished:
         cols = st.columns([4, 1])
@@ -127,7 +131,8 @@ def race_view() -> None:
         if steps:
             losses = smooth([float(p.loss) for p in steps])
             final[name] = losses[-1]
-            fig.add_scatter(x=[p.step for p in steps], y=losses, mode="lines", name=name, legendgroup=name,
+            fig.add_scatter(x=[p.step for p in steps], y=losses, mode="lines" if len(steps) > 1 else "markers",
+                            name=name, legendgroup=name,
                             line=dict(color=colour, dash=dash), row=1, col=1)
         if epochs_:
             fig.add_scatter(x=[p.epoch for p in epochs_], y=[p.test_acc for p in epochs_], mode="lines+markers",

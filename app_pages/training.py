@@ -162,8 +162,8 @@ def live() -> None:
             job.stop()
     earlier = [(r.label, j.progress()) for r, j in mine[:-1] if j.state.finished]
     st.plotly_chart(curves(progress, earlier), config={"displayModeBar": False}, key="train_curves")
-    if job.state.finished and ss.get("train.shown") != job.id:
-        ss["train.shown"] = job.id
+    if job.state.finished and ss.get(K.TRAIN_SHOWN) != job.id:
+        ss[K.TRAIN_SHOWN] = job.id
         st.rerun(scope="app")  # the results below need the whole page
 
 

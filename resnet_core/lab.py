@@ -13,6 +13,7 @@ import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -67,30 +68,32 @@ def main_path_convs(model: ResNet) -> list[tuple[str, nn.Module]]:
 
 def signal_at_init(model: ResNet, x: Tensor, y: Tensor) -> SignalProfile:
     """One forward and backward pass of a cross-entropy loss on a real batch, in training mode (as the
-    first step of training sees it); records each main-path conv's output and its gradient."""
+    first step of training sees it); records each main-path conv's output and its gradient.
+
+    The backward pass asks autograd for the gradients at the conv outputs only (`torch.autograd.grad`),
+    not for the weights' as `loss.backward()` would: the same numbers, bit for bit, without the
+    weight-gradient convolutions nothing reads (bench/bench_lab.py checks both and times them). The
+    model's `.grad`s are left as they were."""
     outputs: dict[str, Tensor] = {}
     handles = []
     for name, conv in main_path_convs(model):
         def keep(m: nn.Module, a: tuple[Tensor, ...], out: Tensor, name: str = name) -> None:
-            out.retain_grad()
             outputs[name] = out
         handles.append(conv.register_forward_hook(keep))
     was_training = model.training
     model.train()
     try:
-        model.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x), y)
-        loss.backward()
+        names = tuple(outputs)
+        grads = torch.autograd.grad(loss, [outputs[n] for n in names])
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
-        model.zero_grad(set_to_none=True)
-    names = tuple(outputs)
     return SignalProfile(
         layers=names,
         forward_rms=tuple(float(outputs[n].detach().pow(2).mean().sqrt()) for n in names),
-        grad_rms=tuple(float(outputs[n].grad.pow(2).mean().sqrt()) for n in names),  # type: ignore[union-attr]
+        grad_rms=tuple(float(g.pow(2).mean().sqrt()) for g in grads),
     )
 
 

@@ -65,6 +65,7 @@ TRAIN_SEED = "train.seed"
 TRAIN_SECONDS = "train.seconds"
 TRAIN_JOBS = "train.jobs"  # this session's runs, oldest first: list of Run
 TRAIN_ERROR = "train.error"
+TRAIN_SHOWN = "train.shown"  # the id of the latest run whose end the whole page has been rerun for
 TRAINED = "train.trained"  # the latest trained model, offered to the feature-maps page
 
 # The residual lab.
@@ -76,3 +77,4 @@ LAB_EPOCHS = "lab.epochs"
 LAB_SECONDS = "lab.seconds"
 LAB_RACES = "lab.races"  # this session's races: list of (racer names, job id)
 LAB_ERROR = "lab.error"
+LAB_SHOWN = "lab.shown"  # the id of the latest race whose end the whole page has been rerun for

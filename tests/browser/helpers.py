@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page, expect
@@ -103,3 +107,95 @@ def choose_option(page: Page, label: str, option: str) -> None:
     with expect_rerun(page):
         listbox.get_by_role("option", name=option, exact=True).click()
     expect(combobox).to_have_value(option)
+
+
+# The figure plotly.js draws in a chart: its traces and layout, as JSON (typed arrays stay {dtype, bdata, shape}).
+_PLOTLY_FIGURE_JS = "(gd) => JSON.stringify({data: gd.data || [], layout: gd.layout || {}})"
+_BDATA_DTYPES = {"f8", "f4", "i4", "i2", "i1", "u4", "u2", "u1"}
+
+
+def plotly_figure(chart: Locator, *, timeout_ms: float = 60_000) -> dict[str, Any]:
+    """The figure in the `st.plotly_chart` element `chart`, as plotly.js holds it: {"data": [...], "layout": {...}}.
+
+    Waits until `chart` matches exactly one chart: while a script reruns, Streamlit can show the previous run's
+    chart beside the new one until the run ends."""
+    expect(chart).to_have_count(1, timeout=timeout_ms)
+    return dict(json.loads(chart.locator(".js-plotly-plot").evaluate(_PLOTLY_FIGURE_JS)))
+
+
+def plotly_values(values: Any) -> list[Any]:
+    """A trace's x, y, z or customdata as a (nested) list: plain JSON arrays as they are, numpy arrays (which plotly
+    sends base64-encoded as {"dtype", "bdata", "shape"}) decoded."""
+    if isinstance(values, dict) and "bdata" in values:
+        dtype = str(values["dtype"])
+        assert dtype in _BDATA_DTYPES, f"unknown plotly dtype {dtype!r}"
+        arr = np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(dtype).newbyteorder("<"))
+        if "shape" in values:
+            arr = arr.reshape([int(n) for n in str(values["shape"]).split(",")])
+        return list(arr.tolist())
+    return list(values)
+
+
+def plotly_trace(figure: dict[str, Any], name: str, *, xaxis: str = "x") -> dict[str, Any]:
+    """The one trace called `name` drawn against `xaxis` ("x" is the first subplot, "x2" the second...)."""
+    found = [t for t in figure["data"] if t.get("name") == name and t.get("xaxis", "x") == xaxis]
+    assert len(found) == 1, f"{len(found)} traces named {name!r} on {xaxis}: {[t.get('name') for t in figure['data']]}"
+    return dict(found[0])
+
+
+def subplot_titles(figure: dict[str, Any]) -> list[str]:
+    """The subplot titles of a `make_subplots` figure (they are layout annotations), left to right."""
+    return [str(a["text"]) for a in figure["layout"].get("annotations", [])]
+
+
+# How many points trace `name` on `xaxis` holds in the first plotly chart whose text includes `title`; false until it
+# holds more than `least` (x given as a plain array, as plotly sends a Python list).
+_TRACE_POINTS_JS = """
+([title, name, xaxis, least]) => {
+  for (const chart of document.querySelectorAll('[data-testid="stPlotlyChart"]')) {
+    if (!chart.textContent.includes(title)) continue;
+    const gd = chart.querySelector('.js-plotly-plot');
+    const trace = ((gd && gd.data) || []).find((t) => t.name === name && (t.xaxis || 'x') === xaxis);
+    return trace !== undefined && Array.isArray(trace.x) && trace.x.length > least ? trace.x.length : false;
+  }
+  return false;
+}
+"""
+
+
+def wait_for_points(
+    page: Page, title: str, trace: str, *, more_than: int = 0, xaxis: str = "x", timeout_ms: float = 60_000
+) -> int:
+    """Wait until trace `trace` (on `xaxis`) of the plotly chart showing `title` holds more than `more_than`
+    points, for a chart that grows live; return how many it holds then."""
+    handle = page.wait_for_function(
+        _TRACE_POINTS_JS, arg=[title, trace, xaxis, more_than], polling=100, timeout=timeout_ms
+    )
+    return int(handle.json_value())
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread inside the block (quick on a busy CPU), then restore the thread count.
+
+    For the expected numbers a test computes itself; results agree with more threads to float rounding."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@contextmanager
+def stop_on_failure(page: Page, button: str = "Stop") -> Iterator[None]:
+    """Around the part of a test where a job it started runs: if that part fails, press the job's `button` (best
+    effort), so the server's shared queue is free for the next test; the failure itself is what gets reported."""
+    try:
+        yield
+    except BaseException:
+        with suppress(Exception):
+            page.get_by_role("button", name=button, exact=True).click(timeout=5_000)
+        raise
