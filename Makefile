@@ -27,6 +27,11 @@ test: $(VENV)/.dev
 test-fast: $(VENV)/.dev
 	$(BIN)/python -m pytest -m "not browser"
 
+# The classroom load test and the memory soak at full size (20 sessions at once, 50 in a row); `make test`
+# runs them reduced. See docs/reliability.md.
+test-load: $(VENV)/.dev
+	LOAD_TEST_SIZE=full $(BIN)/python -m pytest tests/load
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy resnet_core

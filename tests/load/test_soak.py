@@ -1,0 +1,180 @@
+"""Sessions come and go: does the server's memory level off, or grow with every session it has served?
+
+S sessions in waves of W at a time against one `streamlit run` server started with a short
+`server.disconnectedSessionTTL`. Each session opens Feature maps for ResNet-18 at 128×128 (the page builds
+the session's own model, about 45 MB of weights, and keeps every activation of the image), uploads its own
+640×480 PNG of random pixels (about 0.9 MB that does not compress), sees its feature maps, and closes.
+
+The server's resident memory (VmRSS) is sampled every 0.25 s. After the first half of the sessions and
+again after all of them, the test waits for the TTL, makes one short visit (Streamlit drops expired sessions
+only on its next write to its session store: that visit's disconnect) and has the server run a full garbage
+collection (tests/load/serve.py; the app turns Streamlit's collection after every script run off, so a
+closed session's objects otherwise wait for Python's occasional full collection). Those two readings are
+"half" and "end"; the same is done once after the first visit for "start".
+
+Asserted: no errors (every step showed what it should, no exception box or traceback on any page, none in
+the server log), and a plateau: `end - half` < PLATEAU_BOUND_MB. Reported: memory at start, half, peak (which
+includes closed sessions not yet collected) and end; the live cost of one session (the rise during the
+first wave, per session); the p50/p95 of a page update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .harness import (
+    MB,
+    RssSampler,
+    Server,
+    Session,
+    Sizes,
+    expect,
+    launch,
+    markdown_table,
+    new_page,
+    noise_png,
+    percentile,
+    serve,
+    step_rows,
+    wait_idle,
+    write_report,
+)
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
+
+SESSION_TTL_S = 2  # server.disconnectedSessionTTL
+LINK = "/feature_maps?preset=resnet18&input=3x128x128"
+UPLOAD_SIZE = (640, 480)
+# The second half of the sessions may add at most this much to the server's memory. Measured growth was
+# far below it (see docs/reliability.md), while keeping what one session holds (~60 MB here) would add
+# well over a gigabyte in a full run, and even its uploads and pictures alone (~2 MB a session) ~50 MB.
+PLATEAU_BOUND_MB = 40
+TENSOR_BOUND_MB = 1  # live tensors after a full collection: what a closed session leaves, allocator aside
+
+
+async def _student(browser: Browser, base: str, s: Session) -> None:
+    page = await new_page(browser)
+    name = f"soak-{s.index:03d}.png"
+    stem = page.get_by_test_id("stCaptionContainer").filter(has_text=re.compile(r"^stem · output · "))
+    try:
+        await s.step(page, "open Feature maps", lambda: page.goto(base + LINK), lambda: expect(stem).to_have_count(1))
+        uploader = page.get_by_test_id("stFileUploader")
+        await s.step(page, "Image -> Your image",
+                     lambda: page.get_by_role("radiogroup", name="Image", exact=True)
+                     .get_by_role("radio", name="Your image", exact=True).click(),
+                     lambda: expect(uploader).to_be_visible())
+        png = noise_png(*UPLOAD_SIZE, seed=s.index)
+        label = page.get_by_test_id("stText").filter(has_text=name)
+        await s.step(page, "upload an image",
+                     lambda: uploader.locator("input[type=file]").set_input_files(
+                         files=[{"name": name, "mimeType": "image/png", "buffer": png}]),
+                     lambda: expect(label).to_contain_text(f"{name}\nPNG, RGB, {UPLOAD_SIZE[0]}×{UPLOAD_SIZE[1]}"))
+        await expect(page.get_by_test_id("stPlotlyChart").first.locator(".main-svg").first).to_be_visible()
+    except Exception as e:
+        if not s.errors:
+            s.errors.append(f"session {s.index}: {type(e).__name__}: {str(e)[:600]}")
+    finally:
+        await page.context.close()
+
+
+async def _visit(browser: Browser, url: str) -> None:
+    page = await new_page(browser)
+    try:
+        await page.goto(url)
+        await expect(page.get_by_test_id("stMetricValue").first).to_be_visible()
+        await wait_idle(page)
+    finally:
+        await page.context.close()
+
+
+async def _settle(browser: Browser, server: Server) -> dict[str, int]:
+    """Let the closed sessions go: wait out the TTL, visit once (Streamlit drops expired sessions on its next
+    write to its session store: this visit's disconnect), then have the server collect its garbage; return
+    what is still alive."""
+    await asyncio.sleep(SESSION_TTL_S + 2)
+    await _visit(browser, server.url)
+    await asyncio.sleep(1)
+    return await asyncio.to_thread(server.collect_garbage)
+
+
+async def _soak(server: Server, sessions: list[Session], wave: int, rss: RssSampler) -> dict[str, dict[str, int]]:
+    """Run the waves; return what was alive after each full collection ("start", "half", "end")."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await launch(pw)
+        try:
+            await _visit(browser, server.url)  # imports torch and the app: the baseline is after this
+            alive = {"start": await asyncio.to_thread(server.collect_garbage)}
+            rss.mark("warm")
+            half = len(sessions) // 2
+            for first in range(0, len(sessions), wave):
+                group = sessions[first : first + wave]
+                await asyncio.gather(*(_student(browser, server.url, s) for s in group))
+                rss.mark(f"wave {first // wave + 1} closed")  # closed, not yet dropped: their live cost
+                if first + len(group) == half:
+                    alive["half"] = await _settle(browser, server)
+                    rss.mark("half")
+            alive["end"] = await _settle(browser, server)
+            rss.mark("end")
+            return alive
+        finally:
+            await browser.close()
+
+
+def test_memory_levels_off(sizes: Sizes, tmp_path: Path, summary: list[str]) -> None:
+    n, wave = sizes.soak_sessions, sizes.soak_wave
+    assert n % (2 * wave) == 0, "both halves must be whole waves"
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    sessions = [Session(i, notes={"shots": shots}) for i in range(n)]
+    options = {"server.disconnectedSessionTTL": str(SESSION_TTL_S)}
+    t0 = time.monotonic()
+    with serve(tmp_path, options=options, env={"RESNET_RUNS_DIR": str(tmp_path / "runs")}) as server, \
+            RssSampler(server.pid) as rss:
+        alive = asyncio.run(_soak(server, sessions, wave, rss))
+        log = server.log()
+    wall_s = time.monotonic() - t0
+
+    errors = [e for s in sessions for e in s.errors]
+    times = [t for s in sessions for _, t in s.times]
+    m = {k: v / MB for k, v in rss.marks.items()}
+    growth = m["end"] - m["half"]
+    per_session = (m["wave 1 closed"] - m["warm"]) / wave
+    tensors = {k: v["tensor_bytes"] / MB for k, v in alive.items()}
+    table = markdown_table(
+        ["sessions", "waves of", "page updates", "p50 (s)", "p95 (s)", "errors", "RSS start (MB)", "RSS half (MB)",
+         "RSS peak (MB)", "RSS end (MB)", "end - half (MB)", "bound (MB)", "wall (s)"],
+        [[n, wave, len(times), percentile(times, 50), percentile(times, 95), len(errors), round(m["warm"]),
+          round(m["half"]), round(rss.peak / MB), round(m["end"]), round(growth, 1), PLATEAU_BOUND_MB, round(wall_s)]],
+    )
+    steps = markdown_table(["step", "n", "p50 (s)", "p95 (s)", "max (s)"], step_rows(sessions))
+    text = (f"Soak, {sizes.name} size: {n} sessions opened and closed\n\n{table}\n\n{steps}\n\n"
+            f"Start = after the first visit (imports); before it {m['start']:.0f} MB. One open session costs "
+            f"about {per_session:.0f} MB (the first wave's rise / {wave}). Live torch tensors after each full "
+            f"collection: start {tensors['start']:.1f} MB, half {tensors['half']:.1f} MB, end {tensors['end']:.1f} MB; "
+            f"objects tracked by the collector: {', '.join(str(v['tracked_objects']) for v in alive.values())}.")
+    md = write_report(tmp_path, "soak", "Soak", text, {
+        "size": sizes.name, "sessions": n, "wave": wave, "wall_s": wall_s, "errors": errors,
+        "times": {s.index: s.times for s in sessions}, "rss_marks_mb": m, "rss_peak_mb": rss.peak / MB,
+        "alive": alive, "cpu_marks": rss.cpu_marks, "rss_samples": rss.samples, "bound_mb": PLATEAU_BOUND_MB,
+    })
+    summary.append(f"{text}\n(report: {md})")
+    print(summary[-1])
+
+    assert not errors, "\n".join(errors) + f"\n(screenshots in {shots})"
+    assert "Traceback" not in log, f"the server logged a traceback:\n{log[-3000:]}"
+    assert len(times) == 3 * n, f"{len(times)} page updates timed, {3 * n} expected"
+    assert tensors["end"] - tensors["half"] < TENSOR_BOUND_MB, (
+        f"live tensors grew from {tensors['half']:.1f} MB to {tensors['end']:.1f} MB over the second half, after "
+        "the closed sessions were dropped and collected: a session's model or activations are kept"
+    )
+    assert growth < PLATEAU_BOUND_MB, (
+        f"memory grew by {growth:.1f} MB over the second half ({n - n // 2} sessions), more than "
+        f"{PLATEAU_BOUND_MB} MB: something is kept per session (samples in {md.with_suffix('.json')})"
+    )
