@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+# How long `expect(...)` retries (Playwright's default is 5 s): a first page on a busy 2-core machine takes longer.
+EXPECT_TIMEOUT_MS = 30_000
+
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page, expect
 else:
@@ -20,6 +23,7 @@ else:
         """Playwright's `expect`, imported on first use so a missing playwright skips instead of breaking collection."""
         from playwright.sync_api import expect as _expect
 
+        _expect.set_options(timeout=EXPECT_TIMEOUT_MS)
         return _expect(actual, message)
 
 

@@ -12,7 +12,6 @@ import contextlib
 import io
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -37,7 +36,7 @@ from tests.browser.conftest import (
 )
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, Locator, Page
+    from playwright.async_api import Browser, FilePayload, Locator, Page
 
 SIZE_ENV = "LOAD_TEST_SIZE"
 
@@ -270,21 +269,15 @@ def nav_link(page: Page, title: str) -> Locator:
     return page.get_by_test_id("stSidebarNavLink").filter(has=page.locator(f'[label="{title}"]'))
 
 
-async def choose(page: Page, label: str, option: str) -> None:
-    """Open the st.selectbox labelled `label` and click `option` (the caller waits for what it changes)."""
-    await page.get_by_role("combobox", name=label, exact=True).click()
-    listbox = page.get_by_role("listbox", name=re.compile(rf"^{re.escape(label)}( |$)"))
-    await listbox.get_by_role("option", name=option, exact=True).click()
-
-
 @dataclass
 class Session:
     """One simulated student: what they did, how long each page update took, what went wrong."""
 
     index: int
+    shots: Path | None = None  # where a failed step leaves a screenshot
     times: list[tuple[str, float]] = field(default_factory=list)  # (step, seconds)
     errors: list[str] = field(default_factory=list)
-    notes: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)  # what the test checks at the end
 
     async def step(
         self,
@@ -311,21 +304,20 @@ class Session:
                 raise AssertionError("; ".join(found))
         except Exception as e:
             self.errors.append(f"session {self.index}, step {name!r}: {type(e).__name__}: {str(e)[:600]}")
-            shot = self.notes.get("shots")
-            if shot is not None:
+            if self.shots is not None:
                 with contextlib.suppress(Exception):
-                    await page.screenshot(path=str(Path(shot) / f"session{self.index:02d}_{name}.png"), full_page=True)
+                    await page.screenshot(path=str(self.shots / f"session{self.index:02d}_{name}.png"), full_page=True)
             raise
         if timed:
             self.times.append((name, elapsed))
 
 
-def noise_png(width: int, height: int, seed: int) -> bytes:
-    """A PNG of random pixels: photo-sized bytes that compress poorly, different for every seed."""
+def noise_png(name: str, width: int, height: int, seed: int) -> FilePayload:
+    """A PNG of random pixels, as a file to upload: bytes that compress poorly, different for every seed."""
     rng = np.random.default_rng(seed)
     buf = io.BytesIO()
     Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
+    return {"name": name, "mimeType": "image/png", "buffer": buf.getvalue()}
 
 
 # --- the report ----------------------------------------------------------------------------------------

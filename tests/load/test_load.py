@@ -123,10 +123,8 @@ async def _student(browser: Browser, base: str, s: Session, job_timeout_s: float
                      .get_by_role("radio", name="Your image", exact=True).click(),
                      lambda: expect(uploader).to_be_visible())
         label = page.get_by_test_id("stText").filter(has_text=name)
-        png = noise_png(*size, seed=seed)
-        await s.step(page, "upload an image",
-                     lambda: uploader.locator("input[type=file]").set_input_files(
-                         files=[{"name": name, "mimeType": "image/png", "buffer": png}]),
+        png = noise_png(name, *size, seed=seed)
+        await s.step(page, "upload an image", lambda: uploader.locator("input[type=file]").set_input_files(files=[png]),
                      lambda: expect(label).to_contain_text(f"{name}\nPNG, RGB, {size[0]}×{size[1]}"))
         await expect(page.get_by_test_id("stPlotlyChart").first.locator(".main-svg").first).to_be_visible()
         await expect(caption).to_have_count(1)
@@ -278,7 +276,7 @@ def test_classroom_load(sizes: Sizes, tmp_path: Path, summary: list[str]) -> Non
         "RESNET_RUNS_DIR": str(tmp_path / "runs"),
     }
     options = {"server.disconnectedSessionTTL": str(SESSION_TTL_S)}
-    sessions = [Session(i, notes={"shots": shots}) for i in range(n)]
+    sessions = [Session(i, shots=shots) for i in range(n)]
     job_timeout_s = 120 + 30 * n  # the last one waits for everyone else's: generous for a busy 2-core machine
     t0 = time.monotonic()
     with serve(tmp_path, options=options, env=env, job_record=record) as server, RssSampler(server.pid) as rss:
@@ -316,7 +314,7 @@ def test_classroom_load(sizes: Sizes, tmp_path: Path, summary: list[str]) -> Non
     md = write_report(tmp_path, "load", "Load", text, {
         "size": sizes.name, "sessions": n, "wall_s": wall_s, "errors": errors, "problems": wrong,
         "times": {s.index: s.times for s in sessions},
-        "notes": {s.index: {k: v for k, v in s.notes.items() if k != "shots"} for s in sessions},
+        "notes": {s.index: s.notes for s in sessions},
         "jobs": [asdict(j) for j in jobs], "rss_marks": rss.marks, "cpu_marks": rss.cpu_marks,
         "machine_cpu_marks": rss.machine_marks, "rss_peak": rss.peak,
         "rss_samples": rss.samples,
