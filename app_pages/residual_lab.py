@@ -7,12 +7,13 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from resnet_core.analysis import analyze
+from resnet_core.data import DatasetUnavailable
 from resnet_core.jobs import QueueFull
 from resnet_core.lab import CIFAR_DEPTHS, IMAGENET_DEPTHS, RaceReport, SignalProfile, scaled, twins
 from resnet_core.settings import LIMITS
 from ui import state as K
-from ui.lab import describe_gradient, race_runs, signal_profiles, start_race
-from ui.training import dataset, job_runner, smooth
+from ui.lab import RACE_RECIPES, describe_gradient, race_runs, signal_profiles, start_race
+from ui.training import dataset, download_dataset, job_runner, smooth
 
 st.title("Why residuals work")
 st.caption(
@@ -80,8 +81,27 @@ with_shallow = c[1].toggle("Also plain-20 and ResNet-20", value=False, key=K.LAB
 epochs = c[2].number_input("Epochs", 1, LIMITS.train_max_epochs, 3, key=K.LAB_EPOCHS)
 seconds = c[3].number_input("Stop after (s)", 10, LIMITS.train_max_seconds, min(240, LIMITS.train_max_seconds),
                             key=K.LAB_SECONDS)
+data_name = st.radio("Race on", tuple(RACE_RECIPES), key=K.LAB_DATA, horizontal=True,
+                     format_func=lambda n: {"builtin": "the built-in shapes (offline, minutes on a CPU)",
+                                            "cifar10": "CIFAR-10 (the paper's data and recipe; a GPU)"}[n])
+try:
+    data = dataset(data_name)
+except DatasetUnavailable as e:
+    data = None
+    st.warning(str(e), icon=":material/wifi_off:")
+    if st.button("Download CIFAR-10 (163 MB)", icon=":material/download:"):
+        bar = st.progress(0.0, text="Downloading CIFAR-10…")
+        try:
+            download_dataset(data_name, lambda done, total: bar.progress(done / total if total else 0.0,
+                                                                         text=f"Downloading: {done / 2**20:.0f} MB"))
+            st.rerun()
+        except DatasetUnavailable as e2:
+            bar.empty()
+            st.error(str(e2), icon=":material/wifi_off:")
 running = any(not job.state.finished for _, job in race_runs())
-if depth not in CIFAR_DEPTHS:
+if data is None:
+    pass  # the message above says what to do; the built-in shapes are one click away
+elif depth not in CIFAR_DEPTHS:
     st.info("The race runs the CIFAR-size nets on 32×32 images; pick 20–110 for it.", icon=":material/info:")
 else:
     racers = {f"plain-{depth}": scaled(plain_cfg, width), f"ResNet-{depth}": scaled(res_cfg, width)}
@@ -91,7 +111,7 @@ else:
     b = st.columns([1, 1, 3])
     if b[0].button("Start the race", type="primary", disabled=running, icon=":material/flag:"):
         try:
-            start_race(racers, dataset("builtin"), int(epochs), float(seconds))
+            start_race(racers, data, int(epochs), float(seconds))
             ss.pop(K.LAB_ERROR, None)
         except QueueFull as e:
             ss[K.LAB_ERROR] = str(e)

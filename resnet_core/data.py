@@ -253,18 +253,18 @@ def builtin(*, n_train: int = 10_000, n_test: int = 2_000, seed: int = 0, size: 
 
 
 def load_dataset(
-    name: str, *, root: Path = DATA_DIR, download: bool = True, on_progress: ProgressFn | None = None
+    name: str, *, root: Path | None = None, download: bool = True, on_progress: ProgressFn | None = None
 ) -> Dataset:
     """The dataset `name` (one of DATASETS) as whole uint8 tensors.
 
-    Files are looked for under `root` where torchvision keeps them (`cifar-10-batches-py/`,
+    Files are looked for under `root` (default DATA_DIR) where torchvision keeps them (`cifar-10-batches-py/`,
     `MNIST/raw/`, `FashionMNIST/raw/`); missing ones are downloaded when `download` is True, with
     `on_progress(bytes done, bytes in all or None)`. Raises DatasetUnavailable, saying which files
     to put where, when they are neither there nor downloadable.
     """
     if name == "builtin":
         return builtin()
-    root = Path(root)
+    root = Path(root) if root is not None else DATA_DIR
     if name == "cifar10":
         return _load_cifar10(root, download=download, on_progress=on_progress)
     if name in ("mnist", "fashion_mnist"):

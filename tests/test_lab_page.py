@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
+
+import pytest
 
 from tests.test_pages import run_app
 from ui.lab import signal_profiles
@@ -41,3 +44,27 @@ def test_a_race_starts_reports_and_stops() -> None:
     at.run()
     assert not at.exception
     assert len(at.get("plotly_chart")) >= 2  # signal chart and race chart
+
+
+def test_cifar10_races_with_the_papers_recipe_and_says_where_its_files_go_when_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import resnet_core.data as data_mod
+    from ui.lab import RACE_RECIPES
+    from ui.training import dataset
+
+    # The paper's CIFAR-10 recipe (§4.2) against the built-in shapes' CPU recipe.
+    paper = RACE_RECIPES["cifar10"]
+    recipe = (paper.batch_size, paper.lr, paper.momentum, paper.weight_decay, paper.augment)
+    assert recipe == (128, 0.1, 0.9, 1e-4, True)
+
+    monkeypatch.setattr(data_mod, "DATA_DIR", tmp_path)  # an empty data folder: no CIFAR-10 here, no network
+    dataset.clear()
+    at = run_app(page="residual_lab")
+    at.radio(key="lab.data").set_value("cifar10").run()
+    assert not at.exception
+    assert any(str(tmp_path) in w.value for w in at.warning), [w.value for w in at.warning]
+    labels = [b.label for b in at.button]
+    assert "Download CIFAR-10 (163 MB)" in labels and "Start the race" not in labels
+    at.radio(key="lab.data").set_value("builtin").run()  # one click back to the built-in shapes
+    assert not at.exception and "Start the race" in [b.label for b in at.button]

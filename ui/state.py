@@ -73,6 +73,7 @@ LAB_DEPTH = "lab.depth"
 LAB_BN = "lab.bn"
 LAB_WIDTH = "lab.width"
 LAB_SHALLOW = "lab.shallow"
+LAB_DATA = "lab.data"
 LAB_EPOCHS = "lab.epochs"
 LAB_SECONDS = "lab.seconds"
 LAB_RACES = "lab.races"  # this session's races: list of (racer names, job id)
