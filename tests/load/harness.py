@@ -8,6 +8,7 @@ just before the action to the first moment the expected content is on the page *
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -16,10 +17,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from playwright.async_api import Browser, FilePayload, Locator, Page
 
 SIZE_ENV = "LOAD_TEST_SIZE"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,30 @@ class RssSampler:
 
 # --- the browser ---------------------------------------------------------------------------------------
 
+
+def run_async(main: Coroutine[Any, Any, T], *, budget_s: float) -> T:
+    """Run `main` on a fresh event loop in a thread of its own, cancelled after `budget_s` (TimeoutError).
+
+    Its own thread: in one pytest process with the browser tests, Playwright's sync API keeps an event loop
+    running on the main thread, and `asyncio.run` refuses to start a second one there.
+    """
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(asyncio.wait_for(main, budget_s)))
+        except BaseException as e:  # handed to the caller's thread
+            failure.append(e)
+
+    thread = threading.Thread(target=target, name="load-test-driver")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
 STEP_TIMEOUT_MS = 180_000  # one page update on a saturated 2-core machine: generous, the timings say what it took
 
 # True when the app is connected, no script (or fragment) is running and no status widget shows: one moment.
@@ -278,6 +304,7 @@ class Session:
     times: list[tuple[str, float]] = field(default_factory=list)  # (step, seconds)
     errors: list[str] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)  # what the test checks at the end
+    current: str = ""  # the step under way, for a report when time runs out
 
     async def step(
         self,
@@ -293,6 +320,7 @@ class Session:
         A failure is recorded in `errors` (with a screenshot next to the report) and re-raised, so the
         session stops at its first failed step: the steps after it depend on it.
         """
+        self.current = name
         try:
             t0 = time.perf_counter()
             await action()

@@ -38,6 +38,7 @@ from .harness import (
     new_page,
     noise_png,
     percentile,
+    run_async,
     serve,
     step_rows,
     wait_idle,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from playwright.async_api import Browser
 
 SESSION_TTL_S = 2  # server.disconnectedSessionTTL
+BUDGET_S = 480  # for the whole soak: pytest stops a test at 600 s, and a stopped run still gets its report
 LINK = "/feature_maps?preset=resnet18&input=3x128x128"
 UPLOAD_SIZE = (640, 480)
 # What the second half of the sessions may add, each reading taken after the closed sessions were dropped
@@ -79,6 +81,9 @@ async def _student(browser: Browser, base: str, s: Session) -> None:
     except Exception as e:
         if not s.errors:
             s.errors.append(f"session {s.index}: {type(e).__name__}: {str(e)[:600]}")
+    except asyncio.CancelledError:  # the test's time budget ran out
+        s.errors.append(f"session {s.index}: still at {s.current!r} when the time budget ran out")
+        raise
     finally:
         await page.context.close()
 
@@ -138,17 +143,26 @@ def test_memory_levels_off(sizes: Sizes, tmp_path: Path, summary: list[str]) -> 
     t0 = time.monotonic()
     with serve(tmp_path, options=options, env={"RESNET_RUNS_DIR": str(tmp_path / "runs")}) as server, \
             RssSampler(server.pid) as rss:
-        alive = asyncio.run(_soak(server, sessions, wave, rss))
+        try:
+            alive = run_async(_soak(server, sessions, wave, rss), budget_s=BUDGET_S)
+        except TimeoutError:
+            out_of_time = [f"the whole soak took more than {BUDGET_S} s and was stopped"]
+            alive = {}
+        else:
+            out_of_time = []
+        for mark in ("warm", "wave 1 closed", "half", "end"):  # a run stopped early still gets its report
+            if mark not in rss.marks:
+                rss.mark(mark)
         log = server.log()
     wall_s = time.monotonic() - t0
 
-    errors = [e for s in sessions for e in s.errors]
+    errors = out_of_time + [e for s in sessions for e in s.errors]
     times = [t for s in sessions for _, t in s.times]
     m = {k: v / MB for k, v in rss.marks.items()}
     growth = m["end"] - m["half"]
     per_session = (m["wave 1 closed"] - m["warm"]) / wave
-    tensors = {k: v["tensor_bytes"] / MB for k, v in alive.items()}
-    objects = {k: v["tracked_objects"] for k, v in alive.items()}
+    tensors = {k: alive[k]["tensor_bytes"] / MB if k in alive else float("nan") for k in ("start", "half", "end")}
+    objects = {k: alive[k]["tracked_objects"] if k in alive else -1 for k in ("start", "half", "end")}
     table = markdown_table(
         ["sessions", "waves of", "page updates", "p50 (s)", "p95 (s)", "errors", "RSS start / half / peak / end (MB)",
          "end - half (MB)", "bound (MB)", "live tensors start / half / end (MB)", "objects half -> end", "wall (s)"],
