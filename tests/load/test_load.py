@@ -1,6 +1,6 @@
 """A classroom at once: N students on one `streamlit run` server, each in their own browser session.
 
-All sessions at the same time, each one:
+All sessions at the same time (they arrive ARRIVAL_S apart), each one:
 1. opens the link the teacher shared (a small custom ResNet: blocks 1,1, widths 8,16, CIFAR stem);
 2. changes the model in the sidebar: its own stem width, so every session's model differs;
 3. opens Feature maps, switches to "Your image", uploads its own PNG (its own name and size), sees its maps;
@@ -12,8 +12,8 @@ Asserted:
 - no errors: every step showed what it should, no page showed an exception box or a traceback, and the
   server logged no traceback;
 - every session got its own results: its own model (the stem's channel count under the grid, before and
-  after training), its own upload's name and size and no other session's file name, its own run's label
-  (its seed) while it ran and on the trained model;
+  after training, and the sidebar's Family picker saying "Custom"), its own upload's name and size and no
+  other session's file name, its own run's label (its seed) while it ran and on the trained model;
 - the jobs ran one at a time (one worker, one device) and in the order they were queued. The page shows a
   queue place, not times, so the times come from the job runner itself, recorded by tests/load/serve.py:
   each job started after the previous one had finished, in submission order; and the queue places each
@@ -110,6 +110,14 @@ async def _own_model(page: Page, s: Session, where: str) -> None:
         )
 
 
+async def _custom_family(page: Page, s: Session, where: str) -> None:
+    """The sidebar's Family picker says "Custom", as the model on the page is (the shared link's custom model)."""
+    family = await page.get_by_role("combobox", name="Family", exact=True).input_value()
+    if family != "Custom":
+        raise AssertionError(f"session {s.index}, {where}: the sidebar's Family picker shows {family!r} while the "
+                             f"page shows the custom model; URL {page.url}")
+
+
 async def _student(browser: Browser, base: str, s: Session) -> None:
     await asyncio.sleep(ARRIVAL_S * s.index)
     page = await new_page(browser)
@@ -121,6 +129,7 @@ async def _student(browser: Browser, base: str, s: Session) -> None:
     try:
         await s.step(page, "open the shared link", lambda: page.goto(base + LINK),
                      lambda: expect(params).to_have_text(_params(TINY.stem_width)))
+        await _custom_family(page, s, "after opening the shared link")
         stem_box = page.get_by_role("spinbutton", name="Stem width", exact=True)
 
         async def set_stem() -> None:
@@ -128,6 +137,7 @@ async def _student(browser: Browser, base: str, s: Session) -> None:
             await stem_box.press("Enter")
 
         await s.step(page, "change the model (sidebar)", set_stem, lambda: expect(params).to_have_text(_params(width)))
+        await _custom_family(page, s, "after changing the stem width")
 
         await s.step(page, "open Feature maps", lambda: nav_link(page, "Feature maps").click(),
                      lambda: expect(stem).to_have_count(1))
