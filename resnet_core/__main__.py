@@ -8,9 +8,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -135,19 +133,6 @@ def _download_printer() -> Callable[[int, int | None], None]:
     return show
 
 
-def _save_atomically(data: bytes, path: Path) -> None:
-    """Write to a temporary file next to `path`, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def train_main(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
@@ -165,6 +150,7 @@ def _train(args: argparse.Namespace, *, rank: int, world: int) -> int:
     from .config import resolve
     from .data import DATA_DIR, DatasetUnavailable, builtin, load_dataset
     from .export import to_safetensors
+    from .runs import write_atomically
     from .training import Progress, Trainer, default_recipe, state_digest
 
     def say(*parts: object, flush: bool = False) -> None:
@@ -212,7 +198,8 @@ def _train(args: argparse.Namespace, *, rank: int, world: int) -> int:
     if args.print_digest:
         print(f"weights sha256 (rank {rank}): {state_digest(result.model)}", flush=True)
     if args.save and rank == 0:
-        _save_atomically(to_safetensors(result.model), args.save)
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(args.save, to_safetensors(result.model))
         say(f"wrote {args.save}")
     say(f"final test accuracy: {100 * result.test_accuracy:.1f}%")
     say(f"images/s: {result.images_per_s:.0f}", flush=True)

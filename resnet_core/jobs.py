@@ -187,15 +187,20 @@ class JobRunner:
         one ends at its next check and is dropped when it has ended, so its place frees at once."""
         with self._lock:
             mine = [j for j in self._jobs.values() if j.owner == owner]
-            self._gone.add(owner)
+            if mine:
+                self._gone.add(owner)  # until its last job is dropped
         for j in mine:
             j.stop()
         with self._lock:
             for j in mine:
                 if j.state.finished:
-                    self._jobs.pop(j.id, None)
-            if not any(j.owner == owner for j in self._jobs.values()):
-                self._gone.discard(owner)
+                    self._drop(j)
+
+    def _drop(self, job: Job) -> None:
+        """Forget a finished job of an owner that is gone, and the owner with its last job (lock held)."""
+        self._jobs.pop(job.id, None)
+        if not any(j.owner == job.owner for j in self._jobs.values()):
+            self._gone.discard(job.owner)
 
     def prune(self) -> None:
         """Drop jobs that finished more than `ttl_seconds` ago (their owners keep what they took from them)."""
@@ -262,9 +267,7 @@ class JobRunner:
             job.fn, job.on_end = _done_fn, None  # let the closures (model, data) be collected
             with self._lock:
                 if job.owner in self._gone:  # nobody is left to look at it
-                    self._jobs.pop(job.id, None)
-                    if not any(j.owner == job.owner for j in self._jobs.values()):
-                        self._gone.discard(job.owner)
+                    self._drop(job)
             _release_memory()
             job._done.set()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from .analysis import MAX_SIDE as ANALYSIS_MAX_SIDE
 from .analysis import analyze
 from .config import PRESETS, ResNetConfig
 from .settings import LIMITS
@@ -20,7 +21,7 @@ from .settings import LIMITS
 CUSTOM = "custom"
 # The app refuses inputs outside these bounds (the library itself accepts up to analysis.MAX_SIDE);
 # a host sets the upper ones with RESNET_INPUT_MAX_SIDE and RESNET_BATCH_MAX.
-MIN_SIDE, MAX_SIDE = 8, min(LIMITS.input_max_side, 4096)
+MIN_SIDE, MAX_SIDE = 8, min(LIMITS.input_max_side, ANALYSIS_MAX_SIDE)
 MAX_BATCH = LIMITS.batch_max
 # Weights the app will hold: the feature-maps, training and export views build the model (float32, 4 bytes a
 # parameter, one copy per session), so a short link must not ask for terabytes. About 3x the largest preset

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
 from resnet_core.runs import is_run_id
+from tests.test_training_page import TINY  # a model that starts training within seconds on two cores
 
 from .conftest import PAGE_TIMEOUT_MS, VIEWPORT, _free_port, streamlit_server
 from .helpers import expect, expect_rerun, screenshot, wait_for_app
@@ -25,9 +26,6 @@ from .helpers import expect, expect_rerun, screenshot, wait_for_app
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-# A tiny CIFAR-style model on the built-in data: it starts training within seconds on two cores.
-TINY = {"preset": "custom", "blocks": "1,1", "block": "basic", "widths": "8,16", "stem": "cifar",
-        "stem_width": "8", "shortcut": "B", "classes": "10", "input": "3x32x32"}
 LONG_RUN_EPOCHS = 50  # far more than any test waits for: the run is still going when the fault comes
 STEP_MS = 60_000  # a step of the test on a busy 2-core machine
 
