@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ui.janitor import watch_this_session
 from ui.sidebar import model_picker
 
 st.set_page_config(page_title="ResNet Explorer", page_icon="🧱", layout="wide")
+watch_this_session()
 
 pages = [
     st.Page("app_pages/architecture.py", title="Architecture", icon=":material/account_tree:", default=True),

@@ -13,7 +13,7 @@ from resnet_core.lab import CIFAR_DEPTHS, IMAGENET_DEPTHS, RaceReport, SignalPro
 from resnet_core.settings import LIMITS
 from ui import state as K
 from ui.lab import RACE_RECIPES, describe_gradient, race_runs, signal_profiles, start_race
-from ui.training import dataset, download_dataset, job_runner, smooth
+from ui.training import dataset, download_dataset, job_runner, seconds_control, smooth
 
 st.title("Why residuals work")
 st.caption(
@@ -79,8 +79,8 @@ width = c[0].select_slider("Width", [0.25, 0.5, 1.0], value=0.5, key=K.LAB_WIDTH
                            help="The paper's widths are 1×; smaller widths make the race fit a CPU")
 with_shallow = c[1].toggle("Also plain-20 and ResNet-20", value=False, key=K.LAB_SHALLOW)
 epochs = c[2].number_input("Epochs", 1, LIMITS.train_max_epochs, 3, key=K.LAB_EPOCHS)
-seconds = c[3].number_input("Stop after (s)", 10, LIMITS.train_max_seconds, min(240, LIMITS.train_max_seconds),
-                            key=K.LAB_SECONDS)
+with c[3]:
+    seconds = seconds_control(st.number_input, "Stop after (s)", 240, K.LAB_SECONDS)
 data_name = st.radio("Race on", tuple(RACE_RECIPES), key=K.LAB_DATA, horizontal=True,
                      format_func=lambda n: {"builtin": "the built-in shapes (offline, minutes on a CPU)",
                                             "cifar10": "CIFAR-10 (the paper's data and recipe; a GPU)"}[n])

@@ -19,6 +19,7 @@ from ui import state as K
 from ui.sidebar import current_selection
 from ui.training import (
     TrainedModel,
+    clock,
     curves,
     dataset,
     download_dataset,
@@ -26,7 +27,10 @@ from ui.training import (
     linked_run,
     run_store,
     runs,
+    seconds_between,
+    seconds_control,
     start,
+    timeline,
 )
 
 DATA_LABELS = {
@@ -81,8 +85,7 @@ with c2:
     batch = cols[1].select_slider("Batch size", [32, 64, 128, 256, 512], recipe.batch_size, key=K.TRAIN_BATCH)
     lr = cols[0].number_input("Learning rate", 0.0001, 2.0, recipe.lr, format="%.4f", key=K.TRAIN_LR)
     seed = cols[1].number_input("Seed", 0, 2**31 - 1, 0, key=K.TRAIN_SEED)
-    seconds = st.slider("Stop after (seconds)", 10, LIMITS.train_max_seconds, min(120, LIMITS.train_max_seconds),
-                        key=K.TRAIN_SECONDS)
+    seconds = seconds_control(st.slider, "Stop after (seconds)", 120, K.TRAIN_SECONDS)
     report = analyze(model_cfg, input_size=data.input_size)
     step_flops = 3 * report.total_flops * batch  # forward + backward is about 3 forwards
     st.caption(
@@ -146,7 +149,9 @@ def live() -> None:
     last = progress[-1] if progress else None
     status = st.container()
     if job.state.value == "queued":
-        status.info(f"Waiting in the queue: place {job_runner().position(job.id)}.", icon=":material/schedule:")
+        status.info(f"Waiting in the queue: place {job_runner().position(job.id)}. Runs go one at a time per device, "
+                    f"first come, first served; this one was queued at {clock(job.submitted_at)} (server time).",
+                    icon=":material/schedule:")
     elif job.state.value == "running":
         cols = status.columns([4, 1])
         if last is not None:
@@ -174,6 +179,7 @@ done = [(r, j) for r, j in runs() if j.state.finished]
 if done:
     run, job = done[-1]
     st.subheader("Result of the latest run")
+    st.caption(timeline(job))
     if job.error:
         st.error(job.error, icon=":material/error:")
     elif job.result is not None:
@@ -229,7 +235,9 @@ if done:
             st.dataframe(
                 pd.DataFrame(
                     [{"run": r.label, "state": j.state.value,
-                      "test accuracy": j.result.test_accuracy if j.result is not None else None}
+                      "test accuracy": j.result.test_accuracy if j.result is not None else None,
+                      "queued": clock(j.submitted_at), "waited (s)": seconds_between(j.submitted_at, j.started_at),
+                      "ran (s)": seconds_between(j.started_at, j.finished_at)}
                      for r, j in done]
                 ),
                 hide_index=True, width="stretch",

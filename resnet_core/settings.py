@@ -41,6 +41,7 @@ class Limits:
     abandon_seconds: int = 60  # RESNET_ABANDON_SECONDS: a job whose browser session is gone this long is stopped
     job_ttl_seconds: int = 3600  # RESNET_JOB_TTL_SECONDS: a finished job's curves stay in memory this long
     runs_keep: int = 200  # RESNET_RUNS_KEEP: run records (and trained weights) kept on disk, newest first
+    collect_seconds: int = 30  # RESNET_COLLECT_SECONDS: least seconds between collections after sessions end
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Limits:

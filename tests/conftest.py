@@ -14,9 +14,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
-# The classroom load and soak tests start their own server and many browsers: `make test-load` runs them
-# (it sets LOAD_TEST_SIZE); a plain `pytest` leaves them out.
-collect_ignore = [] if os.environ.get("LOAD_TEST_SIZE") else ["load"]
 
 # Run records of the tests' training jobs (and of the servers they start) go to a temporary folder.
 os.environ.setdefault("RESNET_RUNS_DIR", tempfile.mkdtemp(prefix="resnet-runs-"))

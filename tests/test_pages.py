@@ -141,3 +141,35 @@ def test_references_and_block_source_are_shown() -> None:
     tv = refs[refs["source"].str.startswith("torchvision")]
     assert (tv["params"] == tv["ours: params"]).all()
     assert any("class Bottleneck" in c.value for c in at.code)
+
+
+def _defaults_differing_from_values(at: AppTest) -> list[str]:
+    """Sidebar widgets whose default (what a browser shows when it falls back to the element's default)
+    is not the value the session holds."""
+    wrong = []
+    for kind in ("selectbox", "radio"):
+        for w in getattr(at.sidebar, kind):
+            if w.proto.default != w.index:
+                wrong.append(f"{w.key}: default {w.options[w.proto.default]!r}, value {w.value!r}")
+    for kind in ("number_input", "text_input", "toggle"):
+        for w in getattr(at.sidebar, kind):
+            if w.proto.default != w.value:
+                wrong.append(f"{w.key}: default {w.proto.default!r}, value {w.value!r}")
+    return wrong
+
+
+def test_the_picker_never_leaves_a_browser_a_default_other_than_its_value() -> None:
+    """A link to a custom model, then the family and preset changed: in every run each picker widget's
+    default is the session's value, so a browser that shows the default shows the model on the page."""
+    at = run_app({"preset": "custom", "blocks": "1,1", "block": "basic", "widths": "8,16", "stem": "cifar",
+                  "stem_width": "8", "shortcut": "C", "stride_at": "v1", "classes": "10", "input": "3x32x48"})
+    assert at.selectbox(key="picker.family").value == "Custom"
+    assert not _defaults_differing_from_values(at)
+    at.selectbox(key="picker.family").select("CIFAR").run()
+    assert not _defaults_differing_from_values(at)
+    at.selectbox(key="picker.preset").select("resnet56").run()
+    assert at.selectbox(key="picker.preset").value == "resnet56"
+    assert not _defaults_differing_from_values(at)
+    at.selectbox(key="picker.family").select("Custom").run()
+    assert at.text_input(key="custom.blocks").value == "9,9,9"  # custom starts from resnet56
+    assert not _defaults_differing_from_values(at)

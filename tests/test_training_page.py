@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.test_pages import run_app
@@ -32,6 +34,9 @@ def test_a_tiny_run_trains_and_offers_its_model_to_the_feature_maps_page() -> No
     metrics = {m.label: m.value for m in at.metric}
     assert float(metrics["Final test accuracy"].rstrip("%")) > 20  # 10 classes: chance is 10%
     assert any("Confusion matrix" in str(c.proto) for c in at.get("plotly_chart"))
+    line = next(c.value for c in at.caption if c.value.startswith(f"Run {job.id} on this server: queued at "))
+    assert f"waited {job.started_at - job.submitted_at:.0f} s" in line
+    assert f"ran {job.finished_at - job.started_at:.0f} s" in line
     trained = at.session_state["train.trained"]
     assert trained.job_id == job.id and len(trained.classes) == 10
 
@@ -60,7 +65,31 @@ def test_a_second_run_waits_in_the_queue_and_the_page_shows_its_place() -> None:
     b, second = start_tiny(epochs=1)
     b.run()
     assert second.state.value == "queued"  # the first run (20 epochs) still holds the only worker
-    assert any("Waiting in the queue: place 1" in i.value for i in b.info)
+    assert any(i.value.startswith("Waiting in the queue: place 1. Runs go one at a time") for i in b.info)
     job_runner().stop(first.id)
     job_runner().stop(second.id)
     assert first.wait(60) and second.wait(60)
+
+
+@pytest.mark.parametrize("cap", [2, 10, 15])
+def test_the_stop_after_control_follows_the_servers_cap(cap: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RESNET_TRAIN_MAX_SECONDS bounds the "stop after" control on both training pages; a cap of 10 s or
+    less leaves nothing to choose, and the page says the cap instead of offering an upside-down range."""
+    import resnet_core.settings
+    import ui.training
+
+    limits = dataclasses.replace(resnet_core.settings.LIMITS, train_max_seconds=cap)
+    monkeypatch.setattr(resnet_core.settings, "LIMITS", limits)
+    monkeypatch.setattr(ui.training, "LIMITS", limits)
+    at = run_app(TINY, page="training")
+    lab = run_app(TINY, page="residual_lab")
+    assert not at.exception and not lab.exception
+    if cap <= 10:
+        assert not at.slider and not [n for n in lab.number_input if n.key == "lab.seconds"]
+        for page, label in ((at, "Stop after (seconds)"), (lab, "Stop after (s)")):
+            assert f"{label}: {cap} (the server's limit per run)" in [c.value for c in page.caption]
+    else:
+        slider = at.slider(key="train.seconds")
+        assert (slider.min, slider.max, slider.value) == (10, cap, cap)
+        seconds = lab.number_input(key="lab.seconds")
+        assert (seconds.min, seconds.max, seconds.value) == (10, cap, cap)

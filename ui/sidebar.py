@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Sequence
+from typing import Any
 
 import streamlit as st
 
@@ -110,6 +112,27 @@ def _initialise() -> None:
     ss[K.INITIALISED] = True
 
 
+# Every keyed widget of the picker is also given the session's current value as its default (`index=`,
+# `value=`). The session state alone decides the value; the default is what the browser shows whenever it
+# falls back to one, so it can only ever show the session's value. (With defaults left at the first option,
+# some sessions opened under heavy load showed "ImageNet" over a custom model, and their next click sent it.)
+
+
+def _choice(widget: Any, label: str, options: Sequence[Any], key: str, **kwargs: Any) -> Any:
+    """A keyed selectbox or radio (`widget`, e.g. `st.selectbox` or `cols[0].radio`) defaulting to the
+    session's value."""
+    current = st.session_state.get(key)
+    index = options.index(current) if current in options else 0
+    return widget(label, options, index=index, key=key, **kwargs)
+
+
+def _entry(widget: Any, label: str, key: str, **kwargs: Any) -> Any:
+    """A keyed text or number input or toggle (`widget`) defaulting to the session's value."""
+    if key in st.session_state:
+        kwargs["value"] = st.session_state[key]
+    return widget(label, key=key, **kwargs)
+
+
 def _ints(text: str, what: str) -> tuple[int, ...]:
     try:
         values = tuple(int(p) for p in text.replace(" ", "").split(",") if p)
@@ -146,31 +169,37 @@ def control_message(message: str) -> str:
 
 def _custom_controls() -> ResNetConfig:
     """The custom-model controls; raises ValueError (shown next to them) for a config that cannot be built."""
-    st.text_input("Blocks per stage", key=K.C_BLOCKS, help="Residual blocks in each stage, e.g. 3,4,6,3 (ResNet-50)")
-    st.selectbox("Block type", (*BLOCK_TYPES, PER_STAGE), key=K.C_BLOCK)
+    _entry(
+        st.text_input, "Blocks per stage", K.C_BLOCKS, help="Residual blocks in each stage, e.g. 3,4,6,3 (ResNet-50)"
+    )
+    _choice(st.selectbox, "Block type", (*BLOCK_TYPES, PER_STAGE), K.C_BLOCK)
     if st.session_state[K.C_BLOCK] == PER_STAGE:
-        st.text_input(
-            "Block type of each stage", key=K.C_BLOCK_PER_STAGE, help="e.g. basic,basic,bottleneck,bottleneck"
+        _entry(
+            st.text_input,
+            "Block type of each stage",
+            K.C_BLOCK_PER_STAGE,
+            help="e.g. basic,basic,bottleneck,bottleneck",
         )
-    st.text_input("Widths", key=K.C_WIDTHS, help="Base width of each stage; a bottleneck outputs 4x this")
+    _entry(st.text_input, "Widths", K.C_WIDTHS, help="Base width of each stage; a bottleneck outputs 4x this")
     cols = st.columns(2)
-    cols[0].selectbox("Stem", STEMS, key=K.C_STEM, help="imagenet: 7x7/2 conv + max-pool; cifar: 3x3/1 conv")
-    cols[1].number_input("Stem width", min_value=1, max_value=100_000, key=K.C_STEM_WIDTH)
-    st.radio("Shortcut", SHORTCUTS, key=K.C_SHORTCUT, format_func=SHORTCUT_HELP.get)
-    st.radio(
+    _choice(cols[0].selectbox, "Stem", STEMS, K.C_STEM, help="imagenet: 7x7/2 conv + max-pool; cifar: 3x3/1 conv")
+    _entry(cols[1].number_input, "Stem width", K.C_STEM_WIDTH, min_value=1, max_value=100_000)
+    _choice(st.radio, "Shortcut", SHORTCUTS, K.C_SHORTCUT, format_func=SHORTCUT_HELP.get)
+    _choice(
+        st.radio,
         "Bottleneck stride on",
         STRIDE_PLACEMENTS,
-        key=K.C_STRIDE_AT,
+        K.C_STRIDE_AT,
         horizontal=True,
         format_func=lambda v: {"v1": "v1 · first 1x1 (paper)", "v1.5": "v1.5 · 3x3 (torchvision)"}[v],
     )
     cols = st.columns(2)
-    cols[0].number_input("Groups", min_value=1, max_value=100_000, key=K.C_GROUPS, help="ResNeXt cardinality")
-    cols[1].number_input("Width per group", min_value=1, max_value=100_000, key=K.C_WIDTH_PER_GROUP)
-    st.toggle("Pre-activation (BN-ReLU before conv)", key=K.C_PREACT)
-    st.toggle("Residual shortcuts", key=K.C_RESIDUAL, help="Off: the plain network of the same shape")
-    st.toggle("Zero-init last BN of each block", key=K.C_ZERO_INIT)
-    st.number_input("Classes", min_value=1, max_value=10_000_000, key=K.C_CLASSES)
+    _entry(cols[0].number_input, "Groups", K.C_GROUPS, min_value=1, max_value=100_000, help="ResNeXt cardinality")
+    _entry(cols[1].number_input, "Width per group", K.C_WIDTH_PER_GROUP, min_value=1, max_value=100_000)
+    _entry(st.toggle, "Pre-activation (BN-ReLU before conv)", K.C_PREACT)
+    _entry(st.toggle, "Residual shortcuts", K.C_RESIDUAL, help="Off: the plain network of the same shape")
+    _entry(st.toggle, "Zero-init last BN of each block", K.C_ZERO_INIT)
+    _entry(st.number_input, "Classes", K.C_CLASSES, min_value=1, max_value=10_000_000)
 
     ss = st.session_state
     blocks = _ints(ss[K.C_BLOCKS], "Blocks per stage")
@@ -200,26 +229,27 @@ def _custom_controls() -> ResNetConfig:
 
 def _input_controls(*, custom: bool) -> tuple[tuple[int, int, int], int]:
     ss = st.session_state
-    st.number_input(
+    _entry(
+        st.number_input,
         "Channels",
+        K.CHANNELS,
         min_value=1,
         max_value=64,
-        key=K.CHANNELS,
         disabled=not custom,
         help=None if custom else "A preset takes 3-channel (RGB) images; choose Custom for other inputs",
     )
-    square = st.toggle("Square input", key=K.SQUARE)
+    square = _entry(st.toggle, "Square input", K.SQUARE)
     if square:
-        st.number_input("Side (pixels)", min_value=1, max_value=100_000, key=K.SIDE)
+        _entry(st.number_input, "Side (pixels)", K.SIDE, min_value=1, max_value=100_000)
         h = w = int(ss[K.SIDE])
         ss[K.HEIGHT], ss[K.WIDTH] = h, w
     else:
         cols = st.columns(2)
-        cols[0].number_input("Height", min_value=1, max_value=100_000, key=K.HEIGHT)
-        cols[1].number_input("Width", min_value=1, max_value=100_000, key=K.WIDTH)
+        _entry(cols[0].number_input, "Height", K.HEIGHT, min_value=1, max_value=100_000)
+        _entry(cols[1].number_input, "Width", K.WIDTH, min_value=1, max_value=100_000)
         h, w = int(ss[K.HEIGHT]), int(ss[K.WIDTH])
         ss[K.SIDE] = h
-    st.number_input("Batch size", min_value=1, max_value=1_000_000, key=K.BATCH)
+    _entry(st.number_input, "Batch size", K.BATCH, min_value=1, max_value=1_000_000)
     return (int(ss[K.CHANNELS]), h, w), int(ss[K.BATCH])
 
 
@@ -231,7 +261,7 @@ def model_picker() -> Selection:
     ss = st.session_state
     with st.sidebar:
         st.header("Model")
-        family = st.selectbox("Family", FAMILIES, key=K.FAMILY, on_change=_on_family_change)
+        family = _choice(st.selectbox, "Family", FAMILIES, K.FAMILY, on_change=_on_family_change)
         problem: str | None = None
         config: ResNetConfig | None = None
         preset = CUSTOM
@@ -246,7 +276,7 @@ def model_picker() -> Selection:
             options = tuple(PRESET_GROUPS[family])
             if ss.get(K.PRESET) not in options:
                 ss[K.PRESET] = options[0]
-            preset = st.selectbox("Preset", options, key=K.PRESET, on_change=_on_preset_change)
+            preset = _choice(st.selectbox, "Preset", options, K.PRESET, on_change=_on_preset_change)
             config = PRESET_GROUPS[family][preset]
             # A preset's in_channels is fixed; keep the input's channels in step with it.
             ss[K.CHANNELS] = config.in_channels

@@ -27,6 +27,38 @@ from ui import state as K
 RUN_PARAM = "run"  # the query parameter that names this session's latest run
 
 
+SHORTEST_RUN_S = 10  # the least a "stop after" control offers, unless the server's cap is lower
+
+
+def seconds_control(widget: Callable[..., float], label: str, preferred: int, key: str) -> int:
+    """A "stop after (seconds)" control (`widget`: a slider or number input, e.g. `cols[3].number_input`)
+    from 10 s to the server's cap per job; with a cap of 10 s or less there is nothing to choose, so it says
+    the cap instead."""
+    cap = LIMITS.train_max_seconds
+    if cap <= SHORTEST_RUN_S:
+        st.caption(f"{label}: {cap} (the server's limit per run)")
+        return cap
+    return int(widget(label, SHORTEST_RUN_S, cap, min(preferred, cap), key=key))
+
+
+def clock(t: float | None) -> str:
+    """A job time (time.time()) as the server's wall clock, HH:MM:SS."""
+    return time.strftime("%H:%M:%S", time.localtime(t)) if t is not None else "–"
+
+
+def seconds_between(a: float | None, b: float | None) -> float | None:
+    return round(b - a, 1) if a is not None and b is not None else None
+
+
+def timeline(job: Job) -> str:
+    """When a job was queued, started and ended, and how long it waited and ran: a line under its result."""
+    waited, ran = seconds_between(job.submitted_at, job.started_at), seconds_between(job.started_at, job.finished_at)
+    if waited is None or ran is None:
+        return f"Run {job.id} on this server: queued at {clock(job.submitted_at)}; it never started."
+    return (f"Run {job.id} on this server: queued at {clock(job.submitted_at)}, waited {waited:.0f} s, started at "
+            f"{clock(job.started_at)}, ran {ran:.0f} s, ended at {clock(job.finished_at)} (server time).")
+
+
 @st.cache_resource
 def job_runner() -> JobRunner:
     """One runner for the whole server: every session's jobs share its queue and its device."""

@@ -80,10 +80,13 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def collect_garbage(self, timeout_s: float = 60.0) -> dict[str, int]:
+    def collect_garbage(self, timeout_s: float = 60.0, *, collect: bool = True) -> dict[str, int]:
         """Have the server run a full garbage collection now (tests/load/serve.py); return what is still alive:
-        {"collected", "tracked_objects", "tensor_bytes"}."""
-        self.collect_request.touch()
+        {"collected", "tracked_objects", "tensor_bytes"}. With `collect=False`, only count: what is alive then
+        includes garbage that no collection has freed yet."""
+        partial = self.collect_request.with_suffix(".partial")
+        partial.write_text("collect" if collect else "census")
+        partial.replace(self.collect_request)
         deadline = time.monotonic() + timeout_s
         while self.collect_request.exists():
             if time.monotonic() > deadline:

@@ -12,9 +12,10 @@ only read, or act when asked:
   times; the load test uses them to check that jobs ran one at a time and in the order they were queued.
 - `--collect-on REQUEST`: when the file REQUEST appears, run a full garbage collection, write what is still
   alive (objects the collector tracks, bytes of live torch tensors) to REQUEST with the suffix .json, then
-  delete REQUEST. The app turns Streamlit's collection after every script run off (.streamlit/config.toml),
-  so the memory of closed sessions waits for Python's own, occasional, full collection; the soak test asks
-  for one before each reading so that its readings compare like with like and show what is really kept.
+  delete REQUEST; a REQUEST that says `census` only counts, without collecting. The app turns Streamlit's
+  collection after every script run off (.streamlit/config.toml) and collects when sessions end (ui/janitor.py);
+  the soak test counts what that leaves, then asks for a collection before each reading so that its readings
+  compare like with like and show what is really kept.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def _collect_on(request: Path) -> None:
     result = request.with_suffix(".json")
     while True:
         if request.exists():
-            collected = gc.collect()
+            collected = gc.collect() if request.read_text() != "census" else 0
             result.write_text(json.dumps({"collected": collected, **_live_objects()}))
             request.unlink()
         time.sleep(POLL_S)

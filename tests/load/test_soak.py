@@ -7,15 +7,17 @@ the session's own model, about 45 MB of weights, and keeps every activation of t
 
 The server's resident memory (VmRSS) is sampled every 0.25 s. After the first half of the sessions and
 again after all of them, the test waits for the TTL, makes one short visit (Streamlit drops expired sessions
-only on its next write to its session store: that visit's disconnect) and has the server run a full garbage
-collection (tests/load/serve.py; the app turns Streamlit's collection after every script run off, so a
-closed session's objects otherwise wait for Python's occasional full collection). Those two readings are
-"half" and "end"; the same is done once after the first visit for "start".
+only on its next write to its session store: that visit's disconnect), and waits for the app's janitor
+(ui/janitor.py: a full collection after sessions end, here at most every second) to run after that visit.
+It counts what is alive then ("left by the janitor"), and again after having the server run a full garbage
+collection itself (tests/load/serve.py): those readings are "half" and "end"; the same after the first
+visit gives "start".
 
 Asserted: no errors (every step showed what it should, no exception box or traceback on any page, none in
-the server log), and a plateau: `end - half` < PLATEAU_BOUND_MB. Reported: memory at start, half, peak (which
-includes closed sessions not yet collected) and end; the live cost of one session (the rise during the
-first wave, per session); the p50/p95 of a page update.
+the server log); the janitor left no closed session's tensors alive; and a plateau: from half to end, live
+tensors, tracked objects and resident memory grow by less than their bounds. Reported: memory at start,
+half, peak (which includes closed sessions not yet collected) and end; the live cost of one session (the
+rise during the first wave, per session); the p50/p95 of a page update.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ui.janitor import GRACE_S
 
 from .harness import (
     MB,
@@ -49,6 +53,8 @@ if TYPE_CHECKING:
     from playwright.async_api import Browser
 
 SESSION_TTL_S = 2  # server.disconnectedSessionTTL
+COLLECT_S = 1  # RESNET_COLLECT_SECONDS: the janitor may collect every second here (30 s by default)
+JANITOR_SLACK_S = 3  # the janitor looks once a second; then it collects (about a second on this heap)
 BUDGET_S = 480  # for the whole soak: pytest stops a test at 600 s, and a stopped run still gets its report
 LINK = "/feature_maps?preset=resnet18&input=3x128x128"
 UPLOAD_SIZE = (640, 480)
@@ -101,18 +107,23 @@ async def _visit(browser: Browser, url: str) -> None:
         await page.context.close()
 
 
-async def _settle(browser: Browser, server: Server) -> dict[str, int]:
+async def _settle(browser: Browser, server: Server) -> tuple[dict[str, int], dict[str, int]]:
     """Let the closed sessions go: wait out the TTL, visit once (Streamlit drops expired sessions on its next
-    write to its session store: this visit's disconnect), then have the server collect its garbage; return
-    what is still alive."""
+    write to its session store: this visit's disconnect), give the app's janitor time to collect after the
+    visit ends, and count what is alive (garbage not yet collected included); then have the server collect
+    its garbage and count again. Return both counts."""
     await asyncio.sleep(SESSION_TTL_S + 2)
     await _visit(browser, server.url)
-    await asyncio.sleep(1)
-    return await asyncio.to_thread(server.collect_garbage)
+    await asyncio.sleep(SESSION_TTL_S + GRACE_S + JANITOR_SLACK_S)
+    left = await asyncio.to_thread(server.collect_garbage, collect=False)
+    return left, await asyncio.to_thread(server.collect_garbage)
 
 
-async def _soak(server: Server, sessions: list[Session], wave: int, rss: RssSampler) -> dict[str, dict[str, int]]:
-    """Run the waves; return what was alive after each full collection ("start", "half", "end")."""
+async def _soak(
+    server: Server, sessions: list[Session], wave: int, rss: RssSampler
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Run the waves; return what the janitor left alive, and what was alive after a full collection, at
+    "half" and "end" (and after the first visit, "start")."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
@@ -120,6 +131,7 @@ async def _soak(server: Server, sessions: list[Session], wave: int, rss: RssSamp
         try:
             await _visit(browser, server.url)  # imports torch and the app: the baseline is after this
             alive = {"start": await asyncio.to_thread(server.collect_garbage)}
+            left = {"start": alive["start"]}
             rss.mark("warm")
             half = len(sessions) // 2
             for first in range(0, len(sessions), wave):
@@ -127,11 +139,11 @@ async def _soak(server: Server, sessions: list[Session], wave: int, rss: RssSamp
                 await asyncio.gather(*(_student(browser, server.url, s) for s in group))
                 rss.mark(f"wave {first // wave + 1} closed")  # closed, not yet dropped: their live cost
                 if first + len(group) == half:
-                    alive["half"] = await _settle(browser, server)
+                    left["half"], alive["half"] = await _settle(browser, server)
                     rss.mark("half")
-            alive["end"] = await _settle(browser, server)
+            left["end"], alive["end"] = await _settle(browser, server)
             rss.mark("end")
-            return alive
+            return left, alive
         finally:
             await browser.close()
 
@@ -144,13 +156,13 @@ def test_memory_levels_off(sizes: Sizes, tmp_path: Path, summary: list[str]) -> 
     sessions = [Session(i, shots=shots) for i in range(n)]
     options = {"server.disconnectedSessionTTL": str(SESSION_TTL_S)}
     t0 = time.monotonic()
-    with serve(tmp_path, options=options, env={"RESNET_RUNS_DIR": str(tmp_path / "runs")}) as server, \
-            RssSampler(server.pid) as rss:
+    env = {"RESNET_RUNS_DIR": str(tmp_path / "runs"), "RESNET_COLLECT_SECONDS": str(COLLECT_S)}
+    with serve(tmp_path, options=options, env=env) as server, RssSampler(server.pid) as rss:
         try:
-            alive = run_async(_soak(server, sessions, wave, rss), budget_s=BUDGET_S)
+            left, alive = run_async(_soak(server, sessions, wave, rss), budget_s=BUDGET_S)
         except TimeoutError:
             out_of_time = [f"the whole soak took more than {BUDGET_S} s and was stopped"]
-            alive = {}
+            left, alive = {}, {}
         else:
             out_of_time = []
         for mark in ("warm", "wave 1 closed", "half", "end"):  # a run stopped early still gets its report
@@ -165,13 +177,16 @@ def test_memory_levels_off(sizes: Sizes, tmp_path: Path, summary: list[str]) -> 
     growth = m["end"] - m["half"]
     per_session = (m["wave 1 closed"] - m["warm"]) / wave
     tensors = {k: alive[k]["tensor_bytes"] / MB if k in alive else float("nan") for k in ("start", "half", "end")}
+    uncollected = {k: left[k]["tensor_bytes"] / MB if k in left else float("nan") for k in ("half", "end")}
     objects = {k: alive[k]["tracked_objects"] if k in alive else -1 for k in ("start", "half", "end")}
     table = markdown_table(
         ["sessions", "waves of", "page updates", "p50 (s)", "p95 (s)", "errors", "RSS start / half / peak / end (MB)",
-         "end - half (MB)", "bound (MB)", "live tensors start / half / end (MB)", "objects half -> end", "wall (s)"],
+         "end - half (MB)", "bound (MB)", "live tensors start / half / end (MB)",
+         "tensors the janitor left, half / end (MB)", "objects half -> end", "wall (s)"],
         [[n, wave, len(times), percentile(times, 50), percentile(times, 95), len(errors),
           f"{m['warm']:.0f} / {m['half']:.0f} / {rss.peak / MB:.0f} / {m['end']:.0f}", round(growth, 1),
           PLATEAU_BOUND_MB, f"{tensors['start']:.1f} / {tensors['half']:.1f} / {tensors['end']:.1f}",
+          f"{uncollected['half']:.1f} / {uncollected['end']:.1f}",
           f"{objects['half']:,} -> {objects['end']:,}", round(wall_s)]],
     )
     steps = markdown_table(["step", "n", "p50 (s)", "p95 (s)", "max (s)"], step_rows(sessions))
@@ -185,7 +200,7 @@ def test_memory_levels_off(sizes: Sizes, tmp_path: Path, summary: list[str]) -> 
     md = write_report(tmp_path, "soak", "Soak", text, {
         "size": sizes.name, "sessions": n, "wave": wave, "wall_s": wall_s, "errors": errors, "bounds": bounds,
         "times": {s.index: s.times for s in sessions}, "rss_marks_mb": m, "rss_peak_mb": rss.peak / MB,
-        "alive": alive, "cpu_marks": rss.cpu_marks, "rss_samples": rss.samples,
+        "alive": alive, "left_by_the_janitor": left, "cpu_marks": rss.cpu_marks, "rss_samples": rss.samples,
     })
     summary.append(f"{text}\n(report: {md})")
     print(summary[-1])
@@ -196,6 +211,11 @@ def test_memory_levels_off(sizes: Sizes, tmp_path: Path, summary: list[str]) -> 
     assert tensors["end"] - tensors["half"] < TENSOR_BOUND_MB, (
         f"live tensors grew from {tensors['half']:.1f} MB to {tensors['end']:.1f} MB over the second half, after "
         "the closed sessions were dropped and collected: a session's model or activations are kept"
+    )
+    assert uncollected["end"] - tensors["start"] < TENSOR_BOUND_MB, (
+        f"{uncollected['end']:.1f} MB of tensors were still alive {SESSION_TTL_S + GRACE_S + JANITOR_SLACK_S} s after "
+        "the last session ended and before any collection by the test: the app's janitor did not free the "
+        "closed sessions"
     )
     assert objects["end"] - objects["half"] < OBJECTS_BOUND, (
         f"the collector tracks {objects['end'] - objects['half']:,} more objects after the second half than after "
