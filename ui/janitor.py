@@ -3,8 +3,8 @@
 Streamlit's garbage collection after every script run is off (.streamlit/config.toml): it took 0.1 s of CPU
 per rerun from the training thread. A page's objects (its model, its activations, its figures) sit in
 reference cycles, so a closed session's are freed only by a full collection, and Python's own full
-collection comes rarely on a heap of half a million objects: in the soak test the models of ten dropped
-sessions (480 MB) were seen waiting for it. The janitor runs one after sessions end: once Streamlit has
+collection comes rarely on a heap of half a million objects: in a soak test, the models of 15 closed
+sessions (727 MB) were seen waiting for it. The janitor runs one after sessions end: once Streamlit has
 dropped them (`server.disconnectedSessionTTL` after they disconnect), at most once every
 `LIMITS.collect_seconds`, and then hands the CUDA memory it freed back to the driver.
 """
