@@ -145,6 +145,7 @@ def live() -> None:
         st.info("No run yet: choose the settings above and start one.", icon=":material/info:")
         return
     run, job = mine[-1]
+    reports = job.reports  # read first: the progress read next holds at least these reports
     progress = job.progress()
     last = progress[-1] if progress else None
     status = st.container()
@@ -166,7 +167,10 @@ def live() -> None:
         if cols[1].button("Stop", icon=":material/stop:", key=f"stop-{job.id}"):
             job.stop()
     earlier = [(r.label, j.progress()) for r, j in mine[:-1] if j.state.finished]
-    st.plotly_chart(curves(progress, earlier), config={"displayModeBar": False}, key="train_curves")
+    shows = (job.id, reports, len(earlier))
+    if ss.get(K.TRAIN_CURVES, (None,))[0] != shows:  # half the polls find no new report: skip the redraw
+        ss[K.TRAIN_CURVES] = (shows, curves(progress, earlier))
+    st.plotly_chart(ss[K.TRAIN_CURVES][1], config={"displayModeBar": False}, key="train_curves")
     if job.state.finished and ss.get(K.TRAIN_SHOWN) != job.id:
         ss[K.TRAIN_SHOWN] = job.id
         st.rerun(scope="app")  # the results below need the whole page

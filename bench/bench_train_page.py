@@ -21,6 +21,11 @@ server process and the browser's processes (page), and the websocket traffic the
     .venv/bin/python bench/bench_train_page.py --reps 5 --seconds 60
     .venv/bin/python bench/bench_train_page.py --threads 1       # torch threads in the server and the bare runs
     .venv/bin/python bench/bench_train_page.py --set runner.postScriptGC=false   # A/B: a second server with it
+    .venv/bin/python bench/bench_train_page.py --pin   # trainer/server on CPU 0, the browser on the others
+
+With `--pin`, the bare trainer and the server (one torch thread each) run on CPU 0 and this script, Playwright
+and Chromium on the other CPUs: the browser stands in for a student's own computer, so the ratio is the cost of
+serving the live page, not of sharing two cores with a browser.
 """
 
 from __future__ import annotations
@@ -160,10 +165,20 @@ def bare_child(preset: str, seconds: int) -> None:
                       "torch": torch.__version__, "device": result.device}))
 
 
+TRAINER_CPUS: set[int] | None = None  # --pin: where the bare trainer and the server run
+
+
+def _pinned() -> None:
+    """In a child, before it runs: keep it on TRAINER_CPUS (with --pin)."""
+    if TRAINER_CPUS is not None:
+        os.sched_setaffinity(0, TRAINER_CPUS)
+
+
 def bare_run(preset: str, seconds: int, env: dict[str, str]) -> tuple[Run, dict[str, object]]:
     out = subprocess.run(
         [sys.executable, __file__, "--bare-child", "--preset", preset, "--seconds", str(seconds)],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True, timeout=seconds + 600,
+        preexec_fn=_pinned,
     )
     info = json.loads(out.stdout.strip().splitlines()[-1])
     return Run("bare", float(info["ips"]), float(info["wall"]), float(info["cpu"])), info
@@ -186,7 +201,8 @@ def start_server(log_path: Path, options: list[str], env: dict[str, str]) -> tup
         cmd += [f"--{key}", value]
     base_url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=_pinned)
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while not _healthy(f"{base_url}/_stcore/health"):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -330,6 +346,8 @@ def main() -> int:
         help="a Streamlit option for a second server, whose page runs join the alternation (A/B), e.g. "
              "--set runner.postScriptGC=false (repeatable)",
     )
+    parser.add_argument("--pin", action="store_true",
+                        help="trainer and server on CPU 0 with one torch thread; browser on the other CPUs")
     parser.add_argument("--bare-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_child:
@@ -345,6 +363,15 @@ def main() -> int:
         signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    global TRAINER_CPUS
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            print("--pin needs two CPUs", file=sys.stderr)
+            return 2
+        TRAINER_CPUS = {cpus[0]}
+        os.sched_setaffinity(0, cpus[1:])  # this script, Playwright's driver and Chromium inherit it
+        args.threads = args.threads or 1
     if args.threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
     from resnet_core.data import load_dataset
@@ -388,7 +415,9 @@ def main() -> int:
         f"torch {info.get('torch')} ({info.get('threads')} threads in the bare runs"
         f"{'' if args.threads else ', the default; the server uses the same default'}) · device {info.get('device')} "
         f"· Streamlit {streamlit.__version__} · Chromium {chromium_version} (headless) · load average before/after "
-        f"{load_before} / {loadavg()} (trainer, server, browser and any other process share these CPUs)\n"
+        f"{load_before} / {loadavg()} "
+        + (f"(the trainer and the server on CPU {min(TRAINER_CPUS)}, the browser and this script on the others)\n"
+           if TRAINER_CPUS else "(trainer, server, browser and any other process share these CPUs)\n")
     )
     print(f"{args.preset} on the built-in shapes, the page's default settings, every run stopped after "
           f"{args.seconds} s; {args.reps} runs of each kind, alternated. img/s is the job's steady-state training "

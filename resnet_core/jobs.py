@@ -100,6 +100,12 @@ class Job:
         with self._lock:
             return list(self._progress)
 
+    @property
+    def reports(self) -> int:
+        """Progress items reported so far, kept or thinned out: a view of the progress is current while this
+        has not changed."""
+        return self._seen
+
     def stop(self) -> None:
         self._stop.set()
 

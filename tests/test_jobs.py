@@ -124,3 +124,4 @@ def test_progress_history_stays_bounded_and_keeps_the_newest(runner: JobRunner) 
     kept = job.progress()
     assert len(kept) <= 100 and kept == sorted(kept)
     assert kept[-1] >= 5000 - 64  # thinning keeps the recent end
+    assert job.reports == 5000  # every report is counted, kept or not: a page redraws when this changes
