@@ -23,6 +23,7 @@ from ui.training import (
     curves,
     dataset,
     download_dataset,
+    in_fragment_rerun,
     job_runner,
     linked_run,
     run_store,
@@ -171,9 +172,10 @@ def live() -> None:
     if ss.get(K.TRAIN_CURVES, (None,))[0] != shows:  # half the polls find no new report: skip the redraw
         ss[K.TRAIN_CURVES] = (shows, curves(progress, earlier))
     st.plotly_chart(ss[K.TRAIN_CURVES][1], config={"displayModeBar": False}, key="train_curves")
-    if job.state.finished and ss.get(K.TRAIN_SHOWN) != job.id:
-        ss[K.TRAIN_SHOWN] = job.id
-        st.rerun(scope="app")  # the results below need the whole page
+    if job.state.finished and ss.get(K.TRAIN_SHOWN) != job.id and in_fragment_rerun():
+        # The results below need the whole page. Asked at every poll until a whole-page run has shown them
+        # (it sets TRAIN_SHOWN): under load, a whole-page rerun asked for from a fragment can be lost.
+        st.rerun(scope="app")
 
 
 live()
@@ -182,6 +184,7 @@ live()
 done = [(r, j) for r, j in runs() if j.state.finished]
 if done:
     run, job = done[-1]
+    ss[K.TRAIN_SHOWN] = job.id
     st.subheader("Result of the latest run")
     st.caption(timeline(job))
     if job.error:

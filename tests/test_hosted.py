@@ -3,6 +3,7 @@ variable in it, the limits reach the app, and the environment a host sets wins o
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -76,11 +77,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def container_command() -> list[str]:
+    """The CMD of deploy/Dockerfile (exec form)."""
+    lines = (ROOT / "deploy" / "Dockerfile").read_text().splitlines()
+    return list(json.loads(next(line for line in lines if line.startswith("CMD ")).removeprefix("CMD ")))
+
+
+def test_the_image_installs_what_make_run_installs_and_copies_no_local_state() -> None:
+    lines = (ROOT / "deploy" / "Dockerfile").read_text().splitlines()
+    assert [line for line in lines if line.startswith("RUN ")] == ["RUN pip install --no-cache-dir -r requirements.txt"]
+    assert "$(BIN)/pip install --quiet -r requirements.txt" in (ROOT / "Makefile").read_text()
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".venv/", "data/", "runs/", ".git/"} <= ignored  # no environment, datasets or run records of this host
+
+
 def test_deploy_serve_starts_the_app_with_the_profile_and_the_host_environment_wins(tmp_path: Path) -> None:
+    """Started as the container starts it (the Dockerfile's CMD, on a free port), with a host's own setting."""
     port = _free_port()
     env = {**os.environ, "PYTHON": sys.executable, "RESNET_TRAIN_QUEUE": "5"}  # a host's own choice
     log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen([str(ROOT / "deploy" / "serve"), str(port)], env=env, stdout=log, stderr=log)
+    serve, _, address = container_command()
+    assert serve == "deploy/serve" and address == "0.0.0.0"
+    proc = subprocess.Popen([str(ROOT / serve), str(port), address], env=env, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 90
         while True:

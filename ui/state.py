@@ -66,7 +66,7 @@ TRAIN_SECONDS = "train.seconds"
 TRAIN_JOBS = "train.jobs"  # this session's runs, oldest first: list of Run
 TRAIN_ERROR = "train.error"
 TRAIN_CURVES = "train.curves"  # (what the live figure shows, the figure): redrawn only when that changes
-TRAIN_SHOWN = "train.shown"  # the id of the latest run whose end the whole page has been rerun for
+TRAIN_SHOWN = "train.shown"  # the id of the latest finished run whose result a whole-page run has shown
 TRAINED = "train.trained"  # the latest trained model, offered to the feature-maps page
 
 # The residual lab.

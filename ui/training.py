@@ -201,6 +201,12 @@ def linked_run() -> LinkedRun | None:
     return LinkedRun(run_id, run_store().load(run_id))
 
 
+def in_fragment_rerun() -> bool:
+    """Whether this script run reruns fragments only (e.g. a live fragment's poll), not the whole page."""
+    ctx = get_script_run_ctx()
+    return bool(ctx is not None and ctx.fragment_ids_this_run)
+
+
 def _session_alive(session_id: str) -> bool:
     """Whether a browser is connected to that session now (always False under AppTest, which has no server)."""
     return Runtime.exists() and Runtime.instance().is_active_session(session_id)

@@ -74,6 +74,7 @@ STEPS = ("open the shared link", "change the model (sidebar)", "open Feature map
 UPLOAD_NAME = re.compile(r"load-\d\d\.png")
 STEM_ANY = re.compile(r"^stem · output · ")  # the caption under the grid, whatever the model
 JOB_POLL_S = 0.5  # how often a page that watches its run reads its status
+BLANK_LIMIT_S = 30  # a watched page that shows neither a queue place, a running run nor a result this long fails
 BUDGET_S = 480  # for the whole classroom: pytest stops a test at 600 s, and a stopped run still gets its report
 ARRIVAL_S = 0.5  # students arrive this far apart (all are connected at once soon after), not in the same ms
 
@@ -175,9 +176,20 @@ async def _student(browser: Browser, base: str, s: Session) -> None:
         places: list[int] = []
         running: set[str] = set()
         s.notes.update(places=places, running=running)
+        blank_since: float | None = None
         while True:
             st = await page.evaluate(_JOB_STATUS_JS)
             s.notes["last status"] = st
+            if st["place"] is None and st["running"] is None and not st["done"]:
+                blank_since = blank_since or time.monotonic()
+                if time.monotonic() - blank_since > BLANK_LIMIT_S:  # stuck: say what the page shows instead
+                    if s.shots is not None:
+                        await page.screenshot(path=str(s.shots / f"session{s.index:02d}_watching.png"), full_page=True)
+                    text = await page.get_by_test_id("stMain").inner_text()
+                    raise AssertionError(f"session {s.index}: for {BLANK_LIMIT_S} s the Training page showed no queue "
+                                         f"place, no running run and no result; it shows: {text[:800]!r}")
+            else:
+                blank_since = None
             if st["place"] is not None:
                 places.append(st["place"])
             if st["running"] is not None:
