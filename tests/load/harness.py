@@ -288,6 +288,17 @@ async def wait_idle(page: Page, timeout_ms: float = STEP_TIMEOUT_MS) -> None:
     await page.wait_for_function(_IDLE_JS, polling=50, timeout=timeout_ms)
 
 
+async def visit(browser: Browser, url: str) -> None:
+    """Open the app at `url` in a session of its own, wait until it is idle, close the session."""
+    page = await new_page(browser)
+    try:
+        await page.goto(url)
+        await expect(page.get_by_test_id("stMetricValue").first).to_be_visible()
+        await wait_idle(page)
+    finally:
+        await page.context.close()
+
+
 async def problems(page: Page) -> list[str]:
     found: list[str] = await page.evaluate(_PROBLEMS_JS)
     return found

@@ -55,6 +55,7 @@ from .harness import (
     run_async,
     serve,
     step_rows,
+    visit,
     wait_idle,
     write_report,
 )
@@ -223,24 +224,13 @@ async def _student(browser: Browser, base: str, s: Session) -> None:
         await page.context.close()
 
 
-async def _visit(browser: Browser, url: str) -> None:
-    """Open the app, wait until it is idle, close the session."""
-    page = await new_page(browser)
-    try:
-        await page.goto(url)
-        await expect(page.get_by_test_id("stMetricValue").first).to_be_visible()
-        await wait_idle(page)
-    finally:
-        await page.context.close()
-
-
 async def _classroom(server: Server, sessions: list[Session], rss: RssSampler) -> None:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
         browser = await launch(pw)
         try:
-            await _visit(browser, server.url + LINK)  # the teacher's check: the server has imported everything
+            await visit(browser, server.url + LINK)  # the teacher's check: the server has imported everything
             await asyncio.to_thread(server.collect_garbage)
             rss.mark("warm")
             await asyncio.gather(*(_student(browser, server.url, s) for s in sessions))
@@ -248,7 +238,7 @@ async def _classroom(server: Server, sessions: list[Session], rss: RssSampler) -
             # Let the closed sessions go: after the TTL, Streamlit drops them on its next write to its session
             # store (this visit's disconnect); then a full collection, as in the soak test.
             await asyncio.sleep(SESSION_TTL_S + 2)
-            await _visit(browser, server.url)
+            await visit(browser, server.url)
             await asyncio.sleep(1)
             await asyncio.to_thread(server.collect_garbage)
             rss.mark("end")

@@ -45,7 +45,7 @@ from .harness import (
     run_async,
     serve,
     step_rows,
-    wait_idle,
+    visit,
     write_report,
 )
 
@@ -97,23 +97,13 @@ async def _student(browser: Browser, base: str, s: Session) -> None:
         await page.context.close()
 
 
-async def _visit(browser: Browser, url: str) -> None:
-    page = await new_page(browser)
-    try:
-        await page.goto(url)
-        await expect(page.get_by_test_id("stMetricValue").first).to_be_visible()
-        await wait_idle(page)
-    finally:
-        await page.context.close()
-
-
 async def _settle(browser: Browser, server: Server) -> tuple[dict[str, int], dict[str, int]]:
     """Let the closed sessions go: wait out the TTL, visit once (Streamlit drops expired sessions on its next
     write to its session store: this visit's disconnect), give the app's janitor time to collect after the
     visit ends, and count what is alive (garbage not yet collected included); then have the server collect
     its garbage and count again. Return both counts."""
     await asyncio.sleep(SESSION_TTL_S + 2)
-    await _visit(browser, server.url)
+    await visit(browser, server.url)
     await asyncio.sleep(SESSION_TTL_S + GRACE_S + JANITOR_SLACK_S)
     left = await asyncio.to_thread(server.collect_garbage, collect=False)
     return left, await asyncio.to_thread(server.collect_garbage)
@@ -129,7 +119,7 @@ async def _soak(
     async with async_playwright() as pw:
         browser = await launch(pw)
         try:
-            await _visit(browser, server.url)  # imports torch and the app: the baseline is after this
+            await visit(browser, server.url)  # imports torch and the app: the baseline is after this
             alive = {"start": await asyncio.to_thread(server.collect_garbage)}
             left = {"start": alive["start"]}
             rss.mark("warm")
