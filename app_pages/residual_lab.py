@@ -13,7 +13,7 @@ from resnet_core.lab import CIFAR_DEPTHS, IMAGENET_DEPTHS, RaceReport, SignalPro
 from resnet_core.settings import LIMITS
 from ui import state as K
 from ui.lab import RACE_RECIPES, describe_gradient, race_runs, signal_profiles, start_race
-from ui.training import dataset, download_dataset, job_runner, seconds_control, smooth
+from ui.training import dataset, download_with_progress, job_runner, rerun_page_once_finished, seconds_control, smooth
 
 st.title("Why residuals work")
 st.caption(
@@ -90,15 +90,15 @@ except DatasetUnavailable as e:
     data = None
     st.warning(str(e), icon=":material/wifi_off:")
     if st.button("Download CIFAR-10 (163 MB)", icon=":material/download:"):
-        bar = st.progress(0.0, text="Downloading CIFAR-10…")
         try:
-            download_dataset(data_name, lambda done, total: bar.progress(done / total if total else 0.0,
-                                                                         text=f"Downloading: {done / 2**20:.0f} MB"))
+            download_with_progress(data_name)
             st.rerun()
         except DatasetUnavailable as e2:
-            bar.empty()
             st.error(str(e2), icon=":material/wifi_off:")
-running = any(not job.state.finished for _, job in race_runs())
+races = race_runs()
+running = any(not job.state.finished for _, job in races)
+if races and not running:
+    ss[K.LAB_SHOWN] = races[-1][1].id  # this run shows the latest race's end: Start is enabled again
 if data is None:
     pass  # the message above says what to do; the built-in shapes are one click away
 elif depth not in CIFAR_DEPTHS:
@@ -127,9 +127,7 @@ def race_view() -> None:
     if not runs:
         return
     run, job = runs[-1]
-    if job.state.finished and ss.get(K.LAB_SHOWN) != job.id:
-        ss[K.LAB_SHOWN] = job.id
-        st.rerun(scope="app")  # "Start the race" is outside this fragment: enable it again
+    rerun_page_once_finished(job, K.LAB_SHOWN)  # "Start the race" is outside this fragment: enable it again
     reports: list[RaceReport] = job.progress()
     if not job.state.finished:
         cols = st.columns([4, 1])

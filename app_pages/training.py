@@ -22,10 +22,10 @@ from ui.training import (
     clock,
     curves,
     dataset,
-    download_dataset,
-    in_fragment_rerun,
+    download_with_progress,
     job_runner,
     linked_run,
+    rerun_page_once_finished,
     run_store,
     runs,
     seconds_between,
@@ -57,17 +57,10 @@ with c1:
     try:
         data = dataset(data_name)
     except DatasetUnavailable:
-        bar = st.progress(0.0, text=f"Downloading {data_name}…")
         try:
-            download_dataset(
-                data_name,
-                lambda done, total: bar.progress(done / total if total else 0.0,
-                                                 text=f"Downloading {data_name}: {done / 2**20:.0f} MB"),
-            )
-            bar.empty()
+            download_with_progress(data_name)
             data = dataset(data_name)
         except DatasetUnavailable as e:
-            bar.empty()
             st.error(str(e), icon=":material/wifi_off:")
             if st.button("Use the built-in dataset instead", icon=":material/category:"):
                 ss[K.TRAIN_DATA] = "builtin"
@@ -172,10 +165,7 @@ def live() -> None:
     if ss.get(K.TRAIN_CURVES, (None,))[0] != shows:  # half the polls find no new report: skip the redraw
         ss[K.TRAIN_CURVES] = (shows, curves(progress, earlier))
     st.plotly_chart(ss[K.TRAIN_CURVES][1], config={"displayModeBar": False}, key="train_curves")
-    if job.state.finished and ss.get(K.TRAIN_SHOWN) != job.id and in_fragment_rerun():
-        # The results below need the whole page. Asked at every poll until a whole-page run has shown them
-        # (it sets TRAIN_SHOWN): under load, a whole-page rerun asked for from a fragment can be lost.
-        st.rerun(scope="app")
+    rerun_page_once_finished(job, K.TRAIN_SHOWN)  # the results below
 
 
 live()

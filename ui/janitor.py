@@ -68,7 +68,8 @@ class Janitor:
             self.tick()
 
 
-def _is_active(session_id: str) -> bool:
+def session_alive(session_id: str) -> bool:
+    """Whether a browser is connected to that session now (always False under AppTest, which has no server)."""
     return Runtime.exists() and Runtime.instance().is_active_session(session_id)
 
 
@@ -76,7 +77,7 @@ def _is_active(session_id: str) -> bool:
 def janitor() -> Janitor:
     """One janitor for the whole server, with its thread."""
     ttl = float(st.get_option("server.disconnectedSessionTTL"))
-    j = Janitor(_is_active, grace_s=ttl + GRACE_S, every_s=LIMITS.collect_seconds)
+    j = Janitor(session_alive, grace_s=ttl + GRACE_S, every_s=LIMITS.collect_seconds)
     threading.Thread(target=j.run_forever, name="session-janitor", daemon=True).start()
     return j
 

@@ -79,4 +79,4 @@ LAB_EPOCHS = "lab.epochs"
 LAB_SECONDS = "lab.seconds"
 LAB_RACES = "lab.races"  # this session's races: list of (racer names, job id)
 LAB_ERROR = "lab.error"
-LAB_SHOWN = "lab.shown"  # the id of the latest race whose end the whole page has been rerun for
+LAB_SHOWN = "lab.shown"  # the id of the latest finished race whose end a whole-page run has shown

@@ -22,6 +22,7 @@ from resnet_core.runs import RunRecord, RunStore, new_run_id
 from resnet_core.settings import LIMITS, RUNS_DIR
 from resnet_core.training import Progress, TrainConfig, Trainer, TrainResult
 from ui import state as K
+from ui.janitor import session_alive
 
 RUN_PARAM = "run"  # the query parameter that names this session's latest run
 
@@ -79,8 +80,14 @@ def dataset(name: str) -> Dataset:
     return load_dataset(name, download=False)
 
 
-def download_dataset(name: str, on_progress: Callable[[int, int | None], None]) -> None:
-    load_dataset(name, download=True, on_progress=on_progress)
+def download_with_progress(name: str) -> None:
+    """Download the dataset `name` under a progress bar, cleared when it ends; raises DatasetUnavailable."""
+    bar = st.progress(0.0, text=f"Downloading {name}…")
+    try:
+        load_dataset(name, download=True, on_progress=lambda done, total: bar.progress(
+            done / total if total else 0.0, text=f"Downloading {name}: {done / 2**20:.0f} MB"))
+    finally:
+        bar.empty()
 
 
 def owner() -> str:
@@ -103,7 +110,7 @@ def _watch_sessions(runner: JobRunner, every_s: float = 1.0) -> None:
         now = time.monotonic()
         owners = {job.owner for job in runner.jobs()}
         for who in owners:
-            if _session_alive(who):
+            if session_alive(who):
                 gone_since.pop(who, None)
             elif now - gone_since.setdefault(who, now) >= LIMITS.abandon_seconds:
                 runner.forget(who)
@@ -193,7 +200,7 @@ def linked_run() -> LinkedRun | None:
     runner = job_runner()
     for job in runner.jobs():
         if isinstance(job.meta, Run) and job.meta.run_id == run_id:
-            if _session_alive(job.owner):  # a link shared by someone whose tab is open: look, do not take
+            if session_alive(job.owner):  # a link shared by someone whose tab is open: look, do not take
                 break
             runner.adopt(job.id, owner())
             st.session_state.setdefault(K.TRAIN_JOBS, []).append(job.meta)
@@ -201,15 +208,15 @@ def linked_run() -> LinkedRun | None:
     return LinkedRun(run_id, run_store().load(run_id))
 
 
-def in_fragment_rerun() -> bool:
-    """Whether this script run reruns fragments only (e.g. a live fragment's poll), not the whole page."""
+def rerun_page_once_finished(job: Job, shown_key: str) -> None:
+    """For a live fragment: once `job` has finished, rerun the whole page, whose parts outside the fragment
+    depend on it. The whole-page run that shows the finished job sets `st.session_state[shown_key] = job.id`;
+    until then every poll asks again (under load a whole-page rerun asked for from a fragment can be lost).
+    Asked from fragment reruns only: asked from the whole-page run itself, it would rerun in a loop."""
     ctx = get_script_run_ctx()
-    return bool(ctx is not None and ctx.fragment_ids_this_run)
-
-
-def _session_alive(session_id: str) -> bool:
-    """Whether a browser is connected to that session now (always False under AppTest, which has no server)."""
-    return Runtime.exists() and Runtime.instance().is_active_session(session_id)
+    in_fragment_rerun = ctx is not None and bool(ctx.fragment_ids_this_run)
+    if job.state.finished and st.session_state.get(shown_key) != job.id and in_fragment_rerun:
+        st.rerun(scope="app")
 
 
 def runs() -> list[tuple[Run, Job]]:
