@@ -8,17 +8,20 @@ import plotly.express as px
 import streamlit as st
 
 from resnet_core.analysis import analyze
+from resnet_core.config import PRESETS
 from resnet_core.data import DATASETS, DatasetUnavailable
 from resnet_core.export import to_safetensors
 from resnet_core.jobs import QueueFull
 from resnet_core.runs import UNFINISHED
 from resnet_core.settings import LIMITS
-from resnet_core.training import default_recipe, expected_accuracy, resolve_device
+from resnet_core.train import default_recipe, expected_accuracy, resolve_device, scaled_lr
+from resnet_core.train.plan import describe_end, expected_accuracy_at, explain_accuracy
 from resnet_core.units import fmt_count
 from ui import state as K
-from ui.sidebar import current_selection
+from ui.sidebar import choose_preset, current_selection
 from ui.training import (
     TrainedModel,
+    accuracy_points,
     clock,
     curves,
     dataset,
@@ -26,6 +29,7 @@ from ui.training import (
     job_runner,
     linked_run,
     rerun_page_once_finished,
+    run_plan,
     run_store,
     runs,
     seconds_between,
@@ -67,7 +71,7 @@ with c1:
                 st.rerun()
             st.stop()
     model_cfg = sel.config.with_(in_channels=data.input_size[0], num_classes=len(data.classes))
-    recipe = default_recipe(sel.preset, data_name)
+    recipe = default_recipe(model_cfg, data_name)
     st.caption(
         f"{len(data.y_train):,} training and {len(data.y_test):,} test images of "
         f"{'×'.join(map(str, data.input_size))}; classes: {', '.join(data.classes)}."
@@ -76,20 +80,22 @@ with c2:
     cols = st.columns(2)
     epochs = cols[0].number_input("Epochs", 1, LIMITS.train_max_epochs, min(recipe.epochs, LIMITS.train_max_epochs),
                                   key=K.TRAIN_EPOCHS)
-    batch = cols[1].select_slider("Batch size", [32, 64, 128, 256, 512], recipe.batch_size, key=K.TRAIN_BATCH)
-    lr = cols[0].number_input("Learning rate", 0.0001, 2.0, recipe.lr, format="%.4f", key=K.TRAIN_LR)
+    batch = int(cols[1].select_slider("Batch size", [32, 64, 128, 256, 512], recipe.batch_size, key=K.TRAIN_BATCH))
+    # The learning rate follows the batch size until the student sets one: one widget per batch size.
+    lr = cols[0].number_input("Learning rate", 0.0001, 2.0, scaled_lr(recipe, batch), format="%.4f",
+                              key=f"{K.TRAIN_LR}.{batch}", help=f"{recipe.optimizer.upper()}; the default follows "
+                              "the batch size")
     seed = cols[1].number_input("Seed", 0, 2**31 - 1, 0, key=K.TRAIN_SEED)
     seconds = seconds_control(st.slider, "Stop after (seconds)", 120, K.TRAIN_SECONDS)
     report = analyze(model_cfg, input_size=data.input_size)
-    step_flops = 3 * report.total_flops * batch  # forward + backward is about 3 forwards
     st.caption(
         f"{sel.label} on {'×'.join(map(str, data.input_size))}: {fmt_count(report.total_params)}parameters, "
-        f"{fmt_count(3 * report.total_flops)}FLOPs per training image (forward + backward ≈ 3 × forward); "
-        f"one epoch is {fmt_count(step_flops * (len(data.y_train) // batch))}FLOPs. "
-        + (f"Expected on CIFAR-10 with this recipe: {expected_accuracy(int(epochs))}."
-           if data_name == "cifar10" and sel.preset == "resnet18_cifar" else
-           "ResNet-20 passes 90% test accuracy on the built-in shapes in about a minute on a 2-core CPU."
-           if data_name == "builtin" else "")
+        f"{fmt_count(3 * report.total_flops)}FLOPs per training image (forward + backward ≈ 3 × forward). "
+        f"Recipe: {recipe.optimizer.upper()} with a {recipe.warmup_epochs:g}-epoch warm-up and a cosine decay"
+        + (", each residual branch's last BN starting at zero" if recipe.zero_init_residual and model_cfg.residual
+           else "")
+        + (f". Expected on CIFAR-10 with this recipe: {expected_accuracy(int(epochs))}."
+           if data_name == "cifar10" and recipe.optimizer == "sgd" else ".")
     )
 
 # --- a run named by the link that this session does not hold (a reload, a restart) -------------------
@@ -113,19 +119,58 @@ if (linked := linked_run()) is not None:
             st.download_button("Download its trained weights (safetensors)", weights, file_name="trained.safetensors",
                                mime="application/octet-stream", on_click="ignore", icon=":material/download:")
 
-train_cfg = recipe.with_(epochs=int(epochs), batch_size=int(batch), lr=float(lr), seed=int(seed),
+train_cfg = recipe.with_(epochs=int(epochs), batch_size=batch, lr=float(lr), seed=int(seed),
                          max_seconds=float(seconds))
 mine = runs()
 busy = any(not job.state.finished for _, job in mine)
-if st.button("Start training", type="primary", disabled=busy, icon=":material/play_arrow:"):
+plan = run_plan(model_cfg, data, train_cfg, report.total_flops)
+start_col, plan_col = st.columns([1, 3], gap="large")
+if start_col.button("Start training", type="primary", disabled=busy, icon=":material/play_arrow:"):
     try:
-        start(model_cfg, data, train_cfg, f"{sel.label} · {data_name} · {epochs} ep · seed {seed}")
+        start(model_cfg, data, train_cfg, f"{sel.label} · {data_name} · {epochs} ep · seed {seed}",
+              forward_flops=report.total_flops)
         ss.pop(K.TRAIN_ERROR, None)
     except QueueFull as e:
         ss[K.TRAIN_ERROR] = str(e)
     except ValueError as e:  # a setting the trainer refuses (e.g. a batch larger than the dataset)
         ss[K.TRAIN_ERROR] = str(e)
     st.rerun()
+with plan_col:
+    size = "×".join(map(str, data.input_size[1:]))
+    sidebar = "×".join(map(str, sel.input_size[1:]))
+    how = "measured: a few training steps of this model just now" if plan.measured else (
+        "from its FLOPs at the rate this device trains ResNet-20; too large to time quickly")
+    reach = (f"all {plan.epochs} epochs ({plan.total_steps:,} steps) take about {plan.seconds:,.0f} s"
+             if not plan.capped else
+             f"the {seconds} s limit reaches about {plan.reach_epochs:.2g} of {plan.epochs} epochs "
+             f"(step {plan.reach_steps:,} of {plan.total_steps:,})")
+    expect = expected_accuracy_at(data_name, plan.reach_epochs)
+    st.markdown(
+        f"**Before you start.** Training uses the dataset's own {size} images"
+        + (f" (the sidebar's {sidebar} input is not used here)" if sidebar != size else "")
+        + f". About **{plan.images_per_s:,.0f} images/s** on {device} ({how}): **{plan.seconds_per_epoch:,.0f} s "
+        f"per epoch** of {plan.steps_per_epoch:,} steps; {reach}."
+        + (f" Expect about **{expect}** test accuracy there (measured on this recipe; a rough guide)." if expect
+           else "")
+    )
+if plan.reach_epochs < 1:
+    alternative = "resnet20"
+    alt_cfg = PRESETS[alternative].with_(in_channels=data.input_size[0], num_classes=len(data.classes))
+    alt_recipe = default_recipe(alt_cfg, data_name).with_(max_seconds=float(seconds))
+    alt = run_plan(alt_cfg, data, alt_recipe, analyze(alt_cfg, input_size=data.input_size).total_flops)
+    alt_expect = expected_accuracy_at(data_name, alt.reach_epochs)
+    warn = st.container()
+    warn.warning(
+        f"In {seconds} s {sel.label} gets through only {plan.reach_epochs:.2g} of an epoch on {device}: "
+        + ("it will most likely end near chance (10%), still finding the signal. " if plan.reach_epochs < 0.5
+           else "it will stop before its first full pass over the data. ")
+        + f"ResNet-20 trains at about {alt.images_per_s:,.0f} images/s here: {alt.reach_epochs:.2g} epochs in "
+        f"{min(alt.seconds, seconds):,.0f} s" + (f", about {alt_expect} test accuracy" if alt_expect else "") + ".",
+        icon=":material/hourglass_bottom:",
+    )
+    if sel.preset != alternative:
+        warn.button("Train ResNet-20 instead", icon=":material/swap_horiz:", on_click=choose_preset,
+                    args=(alternative,), disabled=busy)
 if ss.get(K.TRAIN_ERROR):
     st.error(ss[K.TRAIN_ERROR], icon=":material/block:")
 
@@ -165,6 +210,9 @@ def live() -> None:
     if ss.get(K.TRAIN_CURVES, (None,))[0] != shows:  # half the polls find no new report: skip the redraw
         ss[K.TRAIN_CURVES] = (shows, curves(progress, earlier))
     st.plotly_chart(ss[K.TRAIN_CURVES][1], config={"displayModeBar": False}, key="train_curves")
+    if not accuracy_points(progress) and last is not None:
+        st.caption(f"Accuracy is measured on the test set at the end of each epoch: the first at step "
+                   f"{last.steps_per_epoch:,}, or where the run stops.")
     rerun_page_once_finished(job, K.TRAIN_SHOWN)  # the results below
 
 
@@ -181,15 +229,18 @@ if done:
         st.error(job.error, icon=":material/error:")
     elif job.result is not None:
         result = job.result
-        if job.state.value == "stopped":
-            st.info("The run was stopped before its last epoch; the numbers are for the model as it was then.",
+        st.markdown(f"**The run {describe_end(result.last, max_seconds=run.train_cfg.max_seconds)}.**")
+        data = dataset(run.data_name)
+        if (why := explain_accuracy(result, len(data.classes))) is not None:
+            st.warning(why, icon=":material/trending_flat:")
+        elif result.stopped:
+            st.info("The numbers below are for the model as it was when the run stopped.",
                     icon=":material/stop_circle:")
         m = st.columns(4)
         m[0].metric("Final test accuracy", f"{result.test_accuracy:.1%}")
         m[1].metric("Images per second", f"{result.images_per_s:,.0f}")
         m[2].metric("Device", result.device)
-        m[3].metric("Training time", f"{result.history[-1].elapsed_s:.0f} s" if result.history else "–")
-        data = dataset(run.data_name)
+        m[3].metric("Training time", f"{result.last.elapsed_s:.0f} s")
         r1, r2 = st.columns(2)
         with r1:
             conf = result.confusion.numpy()
@@ -232,7 +283,9 @@ if done:
             st.dataframe(
                 pd.DataFrame(
                     [{"run": r.label, "state": j.state.value,
-                      "test accuracy": j.result.test_accuracy if j.result is not None else None,
+                      "test accuracy": f"{j.result.test_accuracy:.1%}" if j.result is not None else "–",
+                      "ended": describe_end(j.result.last, max_seconds=r.train_cfg.max_seconds)
+                      if j.result is not None else (j.error or j.state.value),
                       "queued": clock(j.submitted_at), "waited (s)": seconds_between(j.submitted_at, j.started_at),
                       "ran (s)": seconds_between(j.started_at, j.finished_at)}
                      for r, j in done]

@@ -1,7 +1,7 @@
 """Training throughput and time to accuracy: our trainer vs a "seed-style" DataLoader loop.
 
 1. Throughput, same model, data and device, images per second of training (forward, backward, SGD):
-   - ours: `resnet_core.training.Trainer`: the dataset is one uint8 tensor on the device; each step
+   - ours: `resnet_core.train.Trainer`: the dataset is one uint8 tensor on the device; each step
      gathers a shuffled batch there, crops and flips it in one batched gather, normalises, and steps
      (on CUDA: bf16 autocast, channels_last, cudnn autotuning, the loss read every `log_every` steps).
    - seed-style: what most CIFAR scripts do (e.g. kuangliu/pytorch-cifar): a torch Dataset of uint8
@@ -39,7 +39,7 @@ from torchvision import transforms
 
 from resnet_core import PRESETS, analyze, build_model
 from resnet_core.data import Dataset, builtin
-from resnet_core.training import RECIPES, TrainConfig, Trainer, peak_flops, resolve_device
+from resnet_core.train import RECIPES, TrainConfig, Trainer, peak_flops, resolve_device
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Page overhead of live training: a job's images/s with the training page open, over the bare trainer's.
 
 Two ways to train the same model on the same data with the same settings, alternated `--reps` times:
-  - bare: `resnet_core.training.Trainer(...).run()` in a fresh Python process of its own, no callback;
+  - bare: `resnet_core.train.Trainer(...).run()` in a fresh Python process of its own, no callback;
   - page: `streamlit run app.py` on a free loopback port (as tests/browser/conftest.py does), the Debian
     Chromium headless through Playwright with the same flags, `/training?preset=...` opened in a fresh
     browser context, "Stop after (seconds)" set to `--seconds` through the UI, "Start training" clicked,
@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 
     from resnet_core.config import ResNetConfig
     from resnet_core.data import Dataset
-    from resnet_core.training import TrainConfig
+    from resnet_core.train import TrainConfig
 
 TARGET = 0.95  # page img/s over bare img/s
 SECONDS_LABEL = "Stop after (seconds)"
@@ -79,7 +79,7 @@ def page_settings(preset: str, seconds: int, data: Dataset) -> tuple[ResNetConfi
     data, stopped after `seconds`: what app_pages/training.py builds when only the seconds are changed."""
     from resnet_core.selection import from_query, to_query
     from resnet_core.settings import LIMITS
-    from resnet_core.training import default_recipe
+    from resnet_core.train import default_recipe
 
     sel, warnings = from_query({"preset": preset, "input": "3x32x32"})
     if warnings:
@@ -154,7 +154,7 @@ def bare_child(preset: str, seconds: int) -> None:
     import torch
 
     from resnet_core.data import load_dataset
-    from resnet_core.training import Trainer
+    from resnet_core.train import Trainer
 
     data = load_dataset("builtin", download=False)
     model_cfg, train_cfg, _ = page_settings(preset, seconds, data)

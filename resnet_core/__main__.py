@@ -12,11 +12,15 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .analysis import Level, Report, analyze
 from .config import PRESETS
 from .tables import LEVELS
 from .units import fmt_bytes, fmt_count
+
+if TYPE_CHECKING:
+    from .train import TrainConfig
 
 
 def parse_input(text: str) -> tuple[int, int, int]:
@@ -96,10 +100,11 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
 
     t = sub.add_parser(
         "train",
-        help="train a preset on a dataset; prints one line per epoch, then the final accuracy and images/s",
-        description="Train a preset with SGD. Recipe: RECIPES['resnet18_cifar'] for --preset resnet18_cifar on "
-        "real data, RECIPES['builtin'] on the built-in shapes, otherwise the CIFAR recipe over 30 epochs; "
-        "the options below override it. Under torchrun every process trains its shard of each batch.",
+        help="train a preset on a dataset; prints progress lines, then how the run ended, its accuracy and images/s",
+        description="Train a preset. Recipe: resnet_core.train.default_recipe (the published SGD recipe for "
+        "--preset resnet18_cifar on CIFAR-10; otherwise the teaching recipe, AdamW with zero-initialised residual "
+        "branches, which every preset learns with); the options below override it. Prints a progress line at "
+        "least every 20 steps. Under torchrun every process trains its shard of each batch.",
     )
     t.add_argument("--preset", choices=sorted(PRESETS), default="resnet20", metavar="PRESET",
                    help="a preset of `summary` (default resnet20); classes and channels follow the data")
@@ -136,7 +141,7 @@ def _download_printer() -> Callable[[int, int | None], None]:
 def train_main(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
-    from .training import dist_from_env, process_group
+    from .train import dist_from_env, process_group
 
     dist = dist_from_env()
     try:
@@ -146,12 +151,21 @@ def train_main(args: argparse.Namespace) -> int:
         return 130
 
 
+def progress_every(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """Steps between progress lines: at most 20, and at least 5 lines in a run (of max_steps, or all epochs)."""
+    run_steps = cfg.epochs * steps_per_epoch
+    if cfg.max_steps is not None:
+        run_steps = min(run_steps, cfg.max_steps)
+    return max(1, min(20, run_steps // 5))
+
+
 def _train(args: argparse.Namespace, *, rank: int, world: int) -> int:
     from .config import resolve
     from .data import DATA_DIR, DatasetUnavailable, builtin, load_dataset
     from .export import to_safetensors
     from .runs import write_atomically
-    from .training import Progress, Trainer, default_recipe, state_digest
+    from .train import Progress, Trainer, default_recipe, state_digest
+    from .train.plan import describe_end, explain_accuracy
 
     def say(*parts: object, flush: bool = False) -> None:
         if rank == 0:  # under torchrun, one process speaks
@@ -177,24 +191,32 @@ def _train(args: argparse.Namespace, *, rank: int, world: int) -> int:
             if rank == 0 and world > 1:
                 torch.distributed.barrier()
 
+        model_cfg = resolve(args.preset)
+        steps_per_epoch = len(data.y_train) // cfg.batch_size
+        cfg = cfg.with_(log_every=progress_every(cfg, steps_per_epoch))
+
         def on_progress(p: Progress) -> None:
-            if p.kind == "epoch":
-                say(f"epoch {p.epoch}/{cfg.epochs}  loss {p.loss:.4f}  train acc {100 * (p.train_acc or 0):.1f}%  "
+            if p.kind == "step":
+                say(f"step {p.step}/{p.total_steps}  epoch {p.epoch}/{p.epochs}  loss {p.loss:.2f}  lr {p.lr:.4g}  "
+                    f"{p.images_per_s or 0:.0f} img/s", flush=True)
+            elif p.kind == "epoch":
+                say(f"epoch {p.epoch}/{p.epochs}  loss {p.loss:.4f}  train acc {100 * (p.train_acc or 0):.1f}%  "
                     f"test acc {100 * (p.test_acc or 0):.1f}%  img/s {p.images_per_s or 0:.0f}  "
                     f"elapsed {p.elapsed_s:.1f}s" + (f"  MFU {100 * p.mfu:.1f}%" if p.mfu is not None else ""),
                     flush=True)
 
-        trainer = Trainer(resolve(args.preset), data, cfg, on_progress=on_progress)
+        trainer = Trainer(model_cfg, data, cfg, on_progress=on_progress)
     except (ValueError, DatasetUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     c, h, w = data.input_size
     say(f"training {args.preset} on {data.name} ({len(data.y_train)} train / {len(data.y_test)} test images, "
         f"{c}x{h}x{w}, {data.num_classes} classes), {world} process{'es' if world > 1 else ''}: {cfg.epochs} epochs "
-        f"of {trainer.steps_per_epoch} steps, batch {cfg.batch_size}, lr {cfg.lr}", flush=True)
+        f"of {trainer.steps_per_epoch} steps, batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr:.4g}", flush=True)
     result = trainer.run()
-    if result.stopped:
-        say(f"stopped early after {result.history[-1].step} of {trainer.total_steps} steps", flush=True)
+    say(f"{describe_end(result.last, max_seconds=cfg.max_seconds)}", flush=True)
+    if (why := explain_accuracy(result, data.num_classes)) is not None:
+        say(why, flush=True)
     if args.print_digest:
         print(f"weights sha256 (rank {rank}): {state_digest(result.model)}", flush=True)
     if args.save and rank == 0:

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from .train.trainer import MAX_STEP_HISTORY, History
+
 
 class JobState(str, Enum):
     QUEUED = "queued"
@@ -70,41 +72,34 @@ class Job:
     meta: Any = field(default=None, repr=False)  # the owner's own description of the job (the runner ignores it)
     on_end: Callable[[Job], None] | None = field(default=None, repr=False)  # called once it has ended, however
     max_seconds: float | None = None
-    max_progress: int = 2000  # progress items kept; older ones are thinned out, never the newest
+    max_progress: int = MAX_STEP_HISTORY  # step reports kept; thinned evenly beyond, every other report kept
     state: JobState = JobState.QUEUED
     result: Any = None
     error: str | None = None
     submitted_at: float = field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
-    _progress: list[Any] = field(default_factory=list, repr=False)
-    _stride: int = field(default=1, repr=False)
-    _seen: int = field(default=0, repr=False)
+    _progress: History[Any] = field(init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
 
+    def __post_init__(self) -> None:
+        self._progress = History(self.max_progress)
+
     def _add_progress(self, item: Any) -> None:
-        # Keep every `stride`-th item; when the list is full, drop every other kept item and double the
-        # stride. Memory stays bounded for any run length and the curve keeps its shape.
         with self._lock:
-            self._seen += 1
-            if (self._seen - 1) % self._stride and getattr(item, "kind", "") not in ("epoch", "done"):
-                return
-            self._progress.append(item)
-            if len(self._progress) > self.max_progress:
-                self._progress = self._progress[::2]
-                self._stride *= 2
+            self._progress.add(item)
 
     def progress(self) -> list[Any]:
         with self._lock:
-            return list(self._progress)
+            return self._progress.to_list()
 
     @property
     def reports(self) -> int:
         """Progress items reported so far, kept or thinned out: a view of the progress is current while this
         has not changed."""
-        return self._seen
+        return len(self._progress)
 
     def stop(self) -> None:
         self._stop.set()
@@ -141,7 +136,7 @@ class JobRunner:
 
     def submit(self, owner: str, fn: Callable[[JobContext], Any], *, label: str = "",
                max_seconds: float | None = None, meta: Any = None,
-               on_end: Callable[[Job], None] | None = None) -> Job:
+               on_end: Callable[[Job], None] | None = None, max_progress: int = MAX_STEP_HISTORY) -> Job:
         """Queue `fn`; raises QueueFull ("busy, try again later") when every place is taken. `on_end(job)` runs
         on the worker once the job has ended in any way (done, stopped, failed, or stopped before it started)."""
         cap = min(filter(None, (max_seconds, self.max_seconds)), default=None)
@@ -152,7 +147,7 @@ class JobRunner:
                     f"The server is busy: {len(self._waiting)} jobs are waiting. Please try again later."
                 )
             job = Job(id=next(self._ids), owner=owner, label=label, fn=fn, meta=meta, on_end=on_end,
-                      max_seconds=cap)
+                      max_seconds=cap, max_progress=max_progress)
             self._jobs[job.id] = job
             self._waiting.append(job.id)
         self._queue.put(job)
@@ -256,7 +251,9 @@ class JobRunner:
             job.state, job.started_at = JobState.RUNNING, time.time()
             ctx.deadline = time.monotonic() + job.max_seconds if job.max_seconds else None
             job.result = job.fn(ctx)
-            job.state = JobState.STOPPED if ctx.should_stop() else JobState.DONE
+            # The state follows the result: a run that cut itself short (its own time or step limit) is stopped.
+            cut = ctx.should_stop() or getattr(job.result, "stopped", False)
+            job.state = JobState.STOPPED if cut else JobState.DONE
         except torch.OutOfMemoryError:
             job.error, job.state = OOM_MESSAGE, JobState.FAILED
         except Exception as e:  # one job's failure must never take the runner down

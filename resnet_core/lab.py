@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from .config import PRESETS, ResNetConfig
 from .data import Dataset
 from .model import ResNet, build_model
-from .training import Progress, TrainConfig, Trainer, TrainResult
+from .train import Progress, TrainConfig, Trainer, TrainResult
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 IMAGENET_DEPTHS = (18, 34)
@@ -124,6 +124,11 @@ class RaceReport:
 
     racer: str  # e.g. "plain-56"
     progress: Progress
+
+    @property
+    def kind(self) -> str:
+        """The report's kind ("step", "epoch", "done"): a History keeps every one that is not "step"."""
+        return self.progress.kind
 
 
 def race(racers: dict[str, ResNetConfig], data: Dataset, cfg: TrainConfig, *,

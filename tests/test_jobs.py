@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -118,10 +119,11 @@ def test_time_cap_stops_a_job() -> None:
 
 
 def test_progress_history_stays_bounded_and_keeps_the_newest(runner: JobRunner) -> None:
-    job = runner.submit("a", stepping(5000, [], "a", step_s=0))
-    job.max_progress = 100
+    job = runner.submit("a", stepping(5000, [], "a", step_s=0), max_progress=100)
     assert job.wait(10)
     kept = job.progress()
-    assert len(kept) <= 100 and kept == sorted(kept)
-    assert kept[-1] >= 5000 - 64  # thinning keeps the recent end
+    assert len(kept) <= 101 and kept == sorted(kept)  # the bound, and the latest report
+    assert kept[-1] == 5000 and len(set(kept)) == len(kept)  # the latest report is always kept
+    gaps = {b - a for a, b in itertools.pairwise(kept[:-1])}
+    assert len(gaps) == 1  # thinned evenly
     assert job.reports == 5000  # every report is counted, kept or not: a page redraws when this changes

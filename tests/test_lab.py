@@ -10,7 +10,7 @@ from torch import nn
 from resnet_core import ResNetConfig, analyze, build_model
 from resnet_core.data import builtin
 from resnet_core.lab import CIFAR_DEPTHS, race, scaled, signal_at_init, twins, without_batchnorm
-from resnet_core.training import TrainConfig
+from resnet_core.train import TrainConfig
 
 
 @pytest.mark.parametrize("depth", CIFAR_DEPTHS)

@@ -1,4 +1,4 @@
-"""resnet_core.training: the trainer learns, is reproducible, stops when asked, lets errors through, and the
+"""resnet_core.train: the trainer learns, is reproducible, stops when asked, lets errors through, and the
 CLI (alone and under torchrun with two CPU processes) prints what it promises.
 
 ResNet-20 reaching 90% on the built-in data in under a minute is measured by bench/bench_train.py;
@@ -22,16 +22,16 @@ import torch
 from safetensors.torch import load_file
 from torch.nn import functional as F
 
-import resnet_core.training as training
+import resnet_core.train.trainer as trainer_module
 from resnet_core import PRESETS, ResNetConfig, build_model
 from resnet_core.data import Dataset, builtin
-from resnet_core.training import (
+from resnet_core.train import (
     RECIPES,
+    History,
     Progress,
     TrainConfig,
     Trainer,
     TrainResult,
-    _History,
     augment_batch,
     default_recipe,
     expected_accuracy,
@@ -177,7 +177,7 @@ def test_out_of_memory_propagates_and_the_trainer_lets_go(
         models.append(weakref.ref(model))
         return model
 
-    monkeypatch.setattr(training, "build_model", build_failing)
+    monkeypatch.setattr(trainer_module, "build_model", build_failing)
     trainer = Trainer(TINY, small_data, FAST)
     with pytest.raises(torch.OutOfMemoryError, match="simulated") as info:
         trainer.run()
@@ -277,16 +277,36 @@ def test_asking_for_cuda_without_it_is_a_clear_error(small_data: Dataset) -> Non
         Trainer(TINY, small_data, FAST.with_(device="cuda"))
 
 
+def step_report(kind: str, step: int, epoch: int) -> Progress:
+    return Progress(kind, step, epoch, 100, 1.0, None, None, 0.1, None, None, 0.0, 0.0, "cpu")  # type: ignore[arg-type]
+
+
 def test_history_keeps_every_epoch_and_a_bounded_even_sample_of_steps() -> None:
-    h = _History(max_steps=10)
+    h: History[Progress] = History(max_steps=10)
     for step in range(1, 101):
-        h.add(Progress("step", step, 1, 100, 1.0, None, None, 0.1, None, None, 0.0, 0.0, "cpu"))
+        h.add(step_report("step", step, 1))
         if step % 25 == 0:
-            h.add(Progress("epoch", step, step // 25, 100, 1.0, 0.5, 0.5, 0.1, None, None, 0.0, 0.0, "cpu"))
+            h.add(step_report("epoch", step, step // 25))
     kept = h.to_list()
     steps = [p.step for p in kept if p.kind == "step"]
-    assert len(steps) <= 10 and steps == list(range(1, 101, 16))
+    assert steps[:-1] == list(range(1, 101, 16)) and steps[-1] == 100  # thinned evenly, and the latest
     assert [p.step for p in kept if p.kind == "epoch"] == [25, 50, 75, 100]
+    assert [p.step for p in kept] == sorted(p.step for p in kept)  # in the order they came
+    assert len(h) == 104
+
+
+def test_a_40_epoch_run_with_a_small_bound_keeps_all_40_epoch_reports_and_the_last_step(
+    small_data: Dataset,
+) -> None:
+    # 256 images of batch 64: 4 steps an epoch, a step report every step, at most 8 step reports kept.
+    cfg = FAST.with_(epochs=40, batch_size=64, augment=False)
+    trainer = Trainer(TINY, small_data, cfg, history_steps=8)
+    result = trainer.run()
+    kinds = [p.kind for p in result.history]
+    assert kinds.count("epoch") == 40 and [p.epoch for p in result.history if p.kind == "epoch"] == list(range(1, 41))
+    steps = [p for p in result.history if p.kind == "step"]
+    assert len(steps) <= 9 and steps[-1].step == 160 == trainer.total_steps
+    assert kinds[-1] == "done" and result.end == "finished"
 
 
 def test_recipes_and_expected_accuracy() -> None:
@@ -296,6 +316,7 @@ def test_recipes_and_expected_accuracy() -> None:
     assert r.augment and r.flip and r.crop_padding == 4
     assert default_recipe("resnet18_cifar", "cifar10") == r
     assert default_recipe("resnet20", "builtin") == RECIPES["builtin"]
+    assert default_recipe(PRESETS["resnet50"], "builtin") == RECIPES["builtin"]  # a config as well as a name
     assert "93-95.5%" in expected_accuracy(200) and "87-91%" in expected_accuracy(12)
     with pytest.raises(ValueError, match="epochs"):
         expected_accuracy(0)
@@ -347,7 +368,7 @@ def test_torchrun_two_cpu_processes_end_with_identical_weights() -> None:
     digests = dict(re.findall(r"weights sha256 \(rank (\d)\): ([0-9a-f]{64})", out.stdout))
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
     assert out.stdout.count("final test accuracy:") == 1  # rank 0 speaks for both
-    assert "2 processes" in out.stdout and "stopped early after 4 of 8 steps" in out.stdout
+    assert "2 processes" in out.stdout and "stopped at its step limit at step 4 of 8 (epoch 1 of 1)" in out.stdout
     # Four steps of DDP changed the weights from their common initialisation.
     init = build_model(PRESETS["resnet20"].with_(num_classes=10), seed=0)
     assert state_digest(init) != digests["0"]

@@ -11,7 +11,7 @@ from resnet_core.images import load_sample, sample_images
 from resnet_core.jobs import Job, JobContext
 from resnet_core.lab import CIFAR_DEPTHS, SignalProfile, compare_at_init, race
 from resnet_core.preprocess import for_input, preprocess
-from resnet_core.training import TrainConfig
+from resnet_core.train import RACE_RECIPES
 from ui import state as K
 from ui.training import dataset, job_runner, owner
 
@@ -77,17 +77,6 @@ def describe_gradient(depth: int, batchnorm: bool, profiles: dict[str, SignalPro
             "die out (it grows instead, which is why the paper keeps BN)."
         )
     return "\n".join(lines)
-
-
-# How each dataset's race trains (the same for every racer). The built-in shapes: small batches, no augmentation,
-# so that a CPU shows the gap within minutes. CIFAR-10: the paper's recipe (§4.2: batch 128, lr 0.1, momentum
-# 0.9, weight decay 1e-4, 4-pixel padded crops and flips), with a cosine decay in place of its steps at 32k and
-# 48k iterations, which a race of a few epochs would never reach.
-RACE_RECIPES = {
-    "builtin": TrainConfig(batch_size=64, lr=0.05, warmup_epochs=0.1, augment=False, seed=0, log_every=8),
-    "cifar10": TrainConfig(batch_size=128, lr=0.1, momentum=0.9, weight_decay=1e-4, augment=True, seed=0,
-                           log_every=8),
-}
 
 
 def start_race(racers: dict[str, ResNetConfig], data: Dataset, epochs: int, seconds: float) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from resnet_core.config import BLOCK_TYPES, PRESET_GROUPS, SHORTCUTS, STEMS, STRIDE_PLACEMENTS, ResNetConfig
+from resnet_core.config import BLOCK_TYPES, PRESET_GROUPS, PRESETS, SHORTCUTS, STEMS, STRIDE_PLACEMENTS, ResNetConfig
 from resnet_core.runs import is_run_id
 from resnet_core.selection import (
     CUSTOM,
@@ -73,6 +73,16 @@ def _seed(sel: Selection) -> None:
     c, h, w = sel.input_size
     ss[K.CHANNELS], ss[K.SQUARE], ss[K.SIDE], ss[K.HEIGHT], ss[K.WIDTH] = c, h == w, h, h, w
     ss[K.BATCH] = sel.batch_size
+
+
+def choose_preset(name: str) -> None:
+    """Put preset `name`, at its natural input size, into the picker (an `on_click` callback: it runs before the
+    widgets of the next run are drawn)."""
+    cfg = PRESETS[name]
+    batch = st.session_state.get(K.BATCH, DEFAULT.batch_size)
+    sel = Selection(name, cfg, default_input(cfg), int(batch))
+    _seed(sel)
+    st.session_state[K.LAST_GOOD] = sel
 
 
 def _on_family_change() -> None:
@@ -335,4 +345,5 @@ def url_warnings() -> list[str]:
     return [literal_markdown(w) for w in st.session_state.get(K.URL_WARNINGS, [])]
 
 
-__all__ = ["MAX_SIDE", "MIN_SIDE", "current_selection", "literal_markdown", "model_picker", "url_warnings"]
+__all__ = ["MAX_SIDE", "MIN_SIDE", "choose_preset", "current_selection", "literal_markdown", "model_picker",
+           "url_warnings"]

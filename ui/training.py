@@ -20,7 +20,8 @@ from resnet_core.export import to_safetensors
 from resnet_core.jobs import Job, JobContext, JobRunner, QueueFull
 from resnet_core.runs import RunRecord, RunStore, new_run_id
 from resnet_core.settings import LIMITS, RUNS_DIR
-from resnet_core.training import Progress, TrainConfig, Trainer, TrainResult
+from resnet_core.train import Progress, TrainConfig, Trainer, TrainResult
+from resnet_core.train.plan import RunPlan, device_flops_per_s, plan_run, probe_images_per_s
 from ui import state as K
 from ui.janitor import session_alive
 
@@ -144,8 +145,10 @@ class TrainedModel:
     input_size: tuple[int, int, int]
 
 
-def start(model_cfg: ResNetConfig, data: Dataset, train_cfg: TrainConfig, label: str) -> Run:
-    """Queue a training run for this session; its record on disk follows it from "queued" to its end."""
+def start(model_cfg: ResNetConfig, data: Dataset, train_cfg: TrainConfig, label: str, *,
+          forward_flops: int | None = None) -> Run:
+    """Queue a training run for this session; its record on disk follows it from "queued" to its end.
+    `forward_flops`: the analysis's FLOPs per image at the data's size, when the page has it."""
     store, run_id = run_store(), new_run_id()
     record = RunRecord(run_id, label, state="queued", epochs=train_cfg.epochs)
 
@@ -161,7 +164,10 @@ def start(model_cfg: ResNetConfig, data: Dataset, train_cfg: TrainConfig, label:
                 record = record.with_(epoch=p.epoch, step=p.step, total_steps=p.total_steps, test_accuracy=p.test_acc)
                 store.save(record)
 
-        return Trainer(model_cfg, data, train_cfg, on_progress=report, should_stop=ctx.should_stop).run()
+        # Only the owner's Stop stops the trainer early: its own max_seconds is the time limit (the runner's cap
+        # is a backstop), so the result can say which of the two ended it.
+        return Trainer(model_cfg, data, train_cfg, on_progress=report, should_stop=lambda: ctx.job.stop_requested,
+                       forward_flops_per_image=forward_flops).run()
 
     def on_end(job: Job) -> None:
         result: TrainResult | None = job.result
@@ -225,12 +231,14 @@ def runs() -> list[tuple[Run, Job]]:
     return [(run, job) for run in st.session_state.get(K.TRAIN_JOBS, []) if (job := r.get(run.job_id)) is not None]
 
 
-def smooth(values: list[float], weight: float = 0.9) -> list[float]:
-    """Exponential moving average with bias correction (a flat start, not one that climbs from zero)."""
-    out, avg = [], 0.0
-    for i, v in enumerate(values, start=1):
-        avg = weight * avg + (1 - weight) * v
-        out.append(avg / (1 - weight**i))
+def smooth(values: list[float], window: int = 5) -> list[float]:
+    """Centred moving average over `window` reports (fewer at the ends): no lag, so a loss that falls fast is
+    drawn where it is, not where it was (an EMA of 0.9 over reports lags by ten of them)."""
+    half = window // 2
+    out = []
+    for i in range(len(values)):
+        part = values[max(0, i - half) : i + half + 1]
+        out.append(sum(part) / len(part))
     return out
 
 
@@ -253,33 +261,77 @@ def side_by_side(titles: tuple[str, ...], *, gap: float = 0.2) -> go.Figure:
     return go.Figure(layout=layout)
 
 
+def accuracy_points(progress: list[Progress]) -> list[Progress]:
+    """The reports with a test accuracy: each epoch's, and the final one where the run ended mid-epoch."""
+    points = [p for p in progress if p.kind == "epoch"]
+    done = [p for p in progress if p.kind == "done" and p.test_acc is not None]
+    if done and (not points or done[-1].step != points[-1].step):
+        points.append(done[-1])
+    return points
+
+
 def curves(progress: list[Progress], earlier: list[tuple[str, list[Progress]]] = ()) -> go.Figure:  # type: ignore[assignment]
-    """The live curves of a run: loss (raw and smoothed) per step, train and test accuracy per epoch with the
-    session's earlier runs' test accuracy dotted, learning rate per step."""
+    """The live curves of a run: loss per step (each report as a dot, a centred 5-report average as the line),
+    test and train accuracy against epochs (fractional, so a run cut short mid-epoch shows where it ended),
+    learning rate per step. The session's earlier runs are drawn in grey beneath: loss and test accuracy."""
+    fig = side_by_side(("Training loss", "Accuracy", "Learning rate"))
+    for name, past in earlier:
+        past_steps = [p for p in past if p.kind == "step" and p.loss is not None]
+        past_acc = accuracy_points(past)
+        fig.add_scatter(x=[p.step for p in past_steps], y=smooth([float(p.loss or 0.0) for p in past_steps]),
+                        mode="lines", line=dict(color="#94a3b8", width=1.5), name=f"{name}", legendgroup=name,
+                        opacity=0.8)
+        fig.add_scatter(x=[p.epochs_done for p in past_acc], y=[p.test_acc for p in past_acc], mode="lines+markers",
+                        line=dict(color="#94a3b8", width=1.5, dash="dot"), name=f"{name}: test", legendgroup=name,
+                        showlegend=False, xaxis="x2", yaxis="y2", hovertemplate="%{y:.1%}")
     steps = [p for p in progress if p.kind == "step" and p.loss is not None]
-    epochs = [p for p in progress if p.kind == "epoch"]
-    fig = side_by_side(("Training loss (smoothed)", "Accuracy per epoch", "Learning rate"))
     if steps:
         xs = [p.step for p in steps]
-        fig.add_scatter(x=xs, y=[p.loss for p in steps], mode="lines", line=dict(color="#cbd5e1", width=1),
-                        name="loss", showlegend=False)
+        fig.add_scatter(x=xs, y=[p.loss for p in steps], mode="markers", marker=dict(color="#fdba74", size=4),
+                        name="loss (each report)")
         fig.add_scatter(x=xs, y=smooth([float(p.loss or 0.0) for p in steps]), mode="lines",
-                        line=dict(color="#c2410c", width=2), name="loss (smoothed)")
+                        line=dict(color="#c2410c", width=2), name="loss (5-report average)")
         fig.add_scatter(x=xs, y=[p.lr for p in steps], mode="lines", line=dict(color="#0ea5e9"), name="lr",
                         xaxis="x3", yaxis="y3", showlegend=False)
-    for name, past in earlier:
-        past_epochs = [p for p in past if p.kind == "epoch"]
-        fig.add_scatter(x=[p.epoch for p in past_epochs], y=[p.test_acc for p in past_epochs], mode="lines",
-                        line=dict(dash="dot", width=1), name=f"{name}: test", xaxis="x2", yaxis="y2", opacity=0.6)
-    if epochs:
-        ex = [p.epoch for p in epochs]
-        fig.add_scatter(x=ex, y=[p.train_acc for p in epochs], mode="lines+markers", name="train accuracy",
-                        line=dict(color="#10b981"), xaxis="x2", yaxis="y2")
-        fig.add_scatter(x=ex, y=[p.test_acc for p in epochs], mode="lines+markers", name="test accuracy",
-                        line=dict(color="#6366f1"), xaxis="x2", yaxis="y2")
+    points = accuracy_points(progress)
+    if points:
+        ex = [p.epochs_done for p in points]
+        fig.add_scatter(x=ex, y=[p.train_acc for p in points], mode="lines+markers", name="train accuracy",
+                        line=dict(color="#10b981"), xaxis="x2", yaxis="y2", hovertemplate="%{y:.1%}")
+        fig.add_scatter(x=ex, y=[p.test_acc for p in points], mode="lines+markers", name="test accuracy",
+                        line=dict(color="#6366f1"), xaxis="x2", yaxis="y2", hovertemplate="%{y:.1%}")
     fig.update_layout(
-        xaxis_title_text="step", xaxis2_title_text="epoch", xaxis3_title_text="step",
-        yaxis2_range=[0, 1], yaxis2_tickformat=".0%",
+        xaxis_title_text="step", xaxis2_title_text="epochs", xaxis3_title_text="step",
+        yaxis2_range=[0, 1], yaxis2_tickformat=".0%", xaxis2_rangemode="tozero",
         height=330, margin=dict(t=40, b=10, l=10, r=10), legend=dict(orientation="h", y=-0.25),
     )
     return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# What a run will do, before Start.
+
+PROBE_MAX_STEP_S = 1.5  # a model whose step would take longer than this (from FLOPs) is planned from FLOPs alone
+
+
+@st.cache_resource(show_spinner=False)
+def device_rate(device: str) -> float:
+    """FLOP/s this server's device reaches training ResNet-20: measured once per server."""
+    return device_flops_per_s(device)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def measured_rate(model_cfg: ResNetConfig, data_name: str, train_cfg: TrainConfig, forward_flops: int) -> float:
+    """Training images per second of this model with this recipe on this server's device: a short probe."""
+    return probe_images_per_s(model_cfg, dataset(data_name), train_cfg, forward_flops_per_image=forward_flops)
+
+
+def run_plan(model_cfg: ResNetConfig, data: Dataset, train_cfg: TrainConfig, forward_flops: int) -> RunPlan:
+    """The plan of a run: from a probe of the model when a few steps are quick, from FLOPs otherwise."""
+    flops = 3 * forward_flops
+    rate = device_rate(train_cfg.device)
+    measured = flops * train_cfg.batch_size / rate <= PROBE_MAX_STEP_S
+    probe_cfg = train_cfg.with_(max_seconds=None, seed=0)  # the same speed whatever the limit and seed
+    ips = measured_rate(model_cfg, data.name, probe_cfg, forward_flops) if measured else rate / flops
+    return plan_run(train_flops_per_image=flops, n_train=len(data.y_train), input_size=data.input_size,
+                    cfg=train_cfg, images_per_s=ips, measured=measured)

@@ -15,7 +15,7 @@ from resnet_core.config import ResNetConfig
 from resnet_core.data import load_dataset
 from resnet_core.lab import SignalProfile, compare_at_init, main_path_convs, scaled, twins
 from resnet_core.model import build_model
-from resnet_core.training import TrainConfig, Trainer
+from resnet_core.train import TrainConfig, Trainer
 from ui.lab import _batch
 
 from .helpers import (

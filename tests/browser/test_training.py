@@ -17,7 +17,7 @@ import pytest
 from resnet_core.data import load_dataset
 from resnet_core.selection import from_query
 from resnet_core.settings import LIMITS
-from resnet_core.training import Progress, Trainer, default_recipe, resolve_device
+from resnet_core.train import Progress, Trainer, default_recipe, resolve_device
 
 from .helpers import (
     expect,
