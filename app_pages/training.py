@@ -38,6 +38,7 @@ from ui.training import (
     timeline,
 )
 
+OPTIMIZER_NAMES = {"sgd": "SGD with momentum", "adamw": "AdamW"}
 DATA_LABELS = {
     "builtin": "Built-in shapes (offline, 10 classes, 32×32)",
     "cifar10": "CIFAR-10 (download 163 MB)",
@@ -83,15 +84,15 @@ with c2:
     batch = int(cols[1].select_slider("Batch size", [32, 64, 128, 256, 512], recipe.batch_size, key=K.TRAIN_BATCH))
     # The learning rate follows the batch size until the student sets one: one widget per batch size.
     lr = cols[0].number_input("Learning rate", 0.0001, 2.0, scaled_lr(recipe, batch), format="%.4f",
-                              key=f"{K.TRAIN_LR}.{batch}", help=f"{recipe.optimizer.upper()}; the default follows "
-                              "the batch size")
+                              key=f"{K.TRAIN_LR}.{batch}",
+                              help=f"{OPTIMIZER_NAMES[recipe.optimizer]}; the default follows the batch size")
     seed = cols[1].number_input("Seed", 0, 2**31 - 1, 0, key=K.TRAIN_SEED)
     seconds = seconds_control(st.slider, "Stop after (seconds)", 120, K.TRAIN_SECONDS)
     report = analyze(model_cfg, input_size=data.input_size)
     st.caption(
         f"{sel.label} on {'×'.join(map(str, data.input_size))}: {fmt_count(report.total_params)}parameters, "
         f"{fmt_count(3 * report.total_flops)}FLOPs per training image (forward + backward ≈ 3 × forward). "
-        f"Recipe: {recipe.optimizer.upper()} with a {recipe.warmup_epochs:g}-epoch warm-up and a cosine decay"
+        f"Recipe: {OPTIMIZER_NAMES[recipe.optimizer]} with a {recipe.warmup_epochs:g}-epoch warm-up and a cosine decay"
         + (", each residual branch's last BN starting at zero" if recipe.zero_init_residual and model_cfg.residual
            else "")
         + (f". Expected on CIFAR-10 with this recipe: {expected_accuracy(int(epochs))}."
@@ -153,21 +154,25 @@ with plan_col:
         + (f" Expect about **{expect}** test accuracy there (measured on this recipe; a rough guide)." if expect
            else "")
     )
-if plan.reach_epochs < 1:
+if plan.capped:  # the time limit cuts the run short: say what that costs, and what would learn in the budget
     alternative = "resnet20"
     alt_cfg = PRESETS[alternative].with_(in_channels=data.input_size[0], num_classes=len(data.classes))
     alt_recipe = default_recipe(alt_cfg, data_name).with_(max_seconds=float(seconds))
     alt = run_plan(alt_cfg, data, alt_recipe, analyze(alt_cfg, input_size=data.input_size).total_flops)
     alt_expect = expected_accuracy_at(data_name, alt.reach_epochs)
+    if plan.reach_epochs < 1:
+        cost = (f"In {seconds} s {sel.label} gets through only {plan.reach_epochs:.2g} of an epoch on {device}: "
+                + ("it will most likely end near chance (10%), still finding the signal."
+                   if plan.reach_epochs < 0.5 else "it stops before its first full pass over the data."))
+    else:
+        cost = (f"The {seconds} s limit stops {sel.label} at about {plan.reach_epochs:.2g} of {plan.epochs} epochs "
+                f"on {device}" + (f": expect about {expect}." if expect else "."))
+    offer = (f" ResNet-20 trains at about {alt.images_per_s:,.0f} images/s here: "
+             + (f"all {alt.epochs} epochs in about {alt.seconds:,.0f} s" if not alt.capped else
+                f"{alt.reach_epochs:.2g} epochs in {seconds} s")
+             + (f", about {alt_expect} test accuracy." if alt_expect else "."))
     warn = st.container()
-    warn.warning(
-        f"In {seconds} s {sel.label} gets through only {plan.reach_epochs:.2g} of an epoch on {device}: "
-        + ("it will most likely end near chance (10%), still finding the signal. " if plan.reach_epochs < 0.5
-           else "it will stop before its first full pass over the data. ")
-        + f"ResNet-20 trains at about {alt.images_per_s:,.0f} images/s here: {alt.reach_epochs:.2g} epochs in "
-        f"{min(alt.seconds, seconds):,.0f} s" + (f", about {alt_expect} test accuracy" if alt_expect else "") + ".",
-        icon=":material/hourglass_bottom:",
-    )
+    warn.warning(cost + (offer if sel.preset != alternative else ""), icon=":material/hourglass_bottom:")
     if sel.preset != alternative:
         warn.button("Train ResNet-20 instead", icon=":material/swap_horiz:", on_click=choose_preset,
                     args=(alternative,), disabled=busy)

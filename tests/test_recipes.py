@@ -136,16 +136,16 @@ def test_a_plan_says_how_far_the_time_cap_reaches() -> None:
 def test_the_probe_times_real_training_steps_of_the_model() -> None:
     data = builtin(n_train=128, n_test=8)
     cfg = TEACHING.with_(device="cpu")
-    ips = probe_images_per_s(PRESETS["resnet20"], data, cfg, steps=2)
+    ips = probe_images_per_s(PRESETS["resnet20"], data, cfg, min_steps=2, seconds=0.0)
     # A whole-run measurement of the same steps, as the trainer reports it.
     seen: list[Progress] = []
     Trainer(PRESETS["resnet20"], data, cfg.with_(max_steps=3, log_every=1), on_progress=seen.append).run()
     run_ips = 2 * cfg.batch_size / (seen[2].train_s - seen[0].train_s)
-    assert 0.3 < ips / run_ips < 3  # the same work, timed twice on a machine that is not quiet
+    assert 0.5 < ips / run_ips < 4  # the same work timed twice (the probe's quickest step, the run's mean)
 
 
 def test_expected_accuracy_grows_with_the_epochs_reached() -> None:
-    assert expected_accuracy_at("builtin", 0.1) == "about 10% (chance)"
+    assert expected_accuracy_at("builtin", 0.1) == "10% (chance)"
     assert expected_accuracy_at("builtin", 2.0) != expected_accuracy_at("builtin", 0.1)
     assert expected_accuracy_at("cifar10", 1.0) is None  # not measured here: nothing promised
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 
 import pytest
@@ -56,8 +57,46 @@ def test_stop_ends_the_run_and_the_page_says_so() -> None:
     job_runner().stop(job.id)
     assert job.wait(60)
     at.run()
-    assert job.state.value == "stopped" and job.result.stopped
-    assert any("stopped before its last epoch" in i.value for i in at.info)
+    assert job.state.value == "stopped" and job.result.end == "user"
+    last = job.result.last
+    said = f"The run stopped by you at step {last.step:,} of {last.total_steps:,} (epoch {last.epoch} of 20)."
+    assert said in [m.value.replace("**", "") for m in at.markdown]
+
+
+def test_a_run_cut_by_its_time_limit_is_stopped_not_done_and_its_chart_shows_where() -> None:
+    at = run_app(TINY, page="training")
+    at.number_input(key="train.epochs").set_value(50)
+    at.slider(key="train.seconds").set_value(10)
+    at.button[0].click().run()
+    job = job_runner().get(at.session_state["train.jobs"][-1].job_id)
+    assert job.wait(120)
+    at.run()
+    assert not at.exception
+    result = job.result
+    assert job.state.value == "stopped" and result.end == "time"  # never "done" beside a run that was cut off
+    last = result.last
+    said = (f"The run stopped at the 10 s limit at step {last.step:,} of {last.total_steps:,} "
+            f"(epoch {last.epoch} of 50).")
+    assert said in [m.value.replace("**", "") for m in at.markdown]
+    chart = next(c for c in at.get("plotly_chart") if "Accuracy" in str(c.proto))
+    # The accuracy panel ends with the final evaluation, at the fractional epoch where the run stopped.
+    assert f"{last.step / last.steps_per_epoch}" in str(chart.proto)
+
+
+def test_before_start_the_page_says_what_the_run_will_do_and_offers_a_model_that_learns_in_time() -> None:
+    at = run_app({"preset": "resnet50"}, page="training")
+    assert not at.exception
+    text = next(m.value for m in at.markdown if m.value.startswith("**Before you start.**"))
+    assert "the dataset's own 32×32 images (the sidebar's 224×224 input is not used here)" in text
+    ips = float(re.search(r"About \*\*([\d,.]+) images/s", text)[1].replace(",", ""))  # type: ignore[index]
+    per_epoch = float(re.search(r"\*\*([\d,.]+) s per epoch\*\* of 312 steps", text)[1].replace(",", ""))  # type: ignore[index]
+    assert per_epoch == pytest.approx(312 * 32 / ips, abs=0.6)
+    reach = 120 / per_epoch
+    if reach < 2:  # resnet50 on a CPU: the 120 s limit cuts the two epochs short, and the page says so
+        warning = at.warning[0].value
+        assert f"{reach:.2g}" in warning and "ResNet-20 trains at about" in warning
+        next(b for b in at.button if b.label == "Train ResNet-20 instead").click().run()
+        assert not at.exception and at.session_state["picker.selection"].preset == "resnet20"
 
 
 def test_a_second_run_waits_in_the_queue_and_the_page_shows_its_place() -> None:

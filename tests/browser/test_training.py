@@ -44,6 +44,7 @@ CHECKED_POINTS = 2  # loss points compared with the same run trained here
 # A loaded CPU can take seconds per report and per evaluation; every wait is on content, with this much room.
 RUN_MS = 90_000
 CURVES = "Learning rate"  # a subplot title only the live curves have
+LOSS = "loss (each report)"  # the trace of the raw reported losses
 
 
 def _page_run(epochs: int) -> Trainer:
@@ -52,7 +53,7 @@ def _page_run(epochs: int) -> Trainer:
     assert not warnings, warnings
     data = load_dataset(DATA, download=False)
     model_cfg = sel.config.with_(in_channels=data.input_size[0], num_classes=len(data.classes))
-    return Trainer(model_cfg, data, default_recipe(sel.preset, DATA).with_(epochs=epochs))
+    return Trainer(model_cfg, data, default_recipe(model_cfg, DATA).with_(epochs=epochs))
 
 
 def _first_reports(trainer: Trainer, n: int) -> list[Progress]:
@@ -110,17 +111,17 @@ def test_a_tiny_run_grows_its_curve_live_and_stops(page: Page, app_server: str, 
         expect(page.get_by_role("button", name="Start training")).to_be_disabled()
 
         # Two looks at the live curve, the second strictly later: more points, and a step counter that moved on.
-        n1 = wait_for_points(page, CURVES, "loss", more_than=CHECKED_POINTS - 1, timeout_ms=RUN_MS)
+        n1 = wait_for_points(page, CURVES, LOSS, more_than=CHECKED_POINTS - 1, timeout_ms=RUN_MS)
         step1 = _step(status)
         screenshot(page, tmp_path / "1_running.png")
-        n2 = wait_for_points(page, CURVES, "loss", more_than=n1, timeout_ms=RUN_MS)
+        n2 = wait_for_points(page, CURVES, LOSS, more_than=n1, timeout_ms=RUN_MS)
         expect(status).not_to_contain_text(f"· step {step1}/", timeout=RUN_MS)
         step2 = _step(status)
         assert n2 > n1 >= CHECKED_POINTS and trainer.total_steps > step2 > step1 > 0, (n1, n2, step1, step2)
 
         # What is plotted is the run resnet_core trains: the same losses and learning rates at the same steps.
         live = plotly_figure(_curves(page))
-        loss, lr = plotly_trace(live, "loss"), plotly_trace(live, "lr", xaxis="x3")
+        loss, lr = plotly_trace(live, LOSS), plotly_trace(live, "lr", xaxis="x3")
         xs = plotly_values(loss["x"])
         assert len(xs) >= n2 and xs == sorted(set(xs)), xs  # one point per report, in step order
         assert plotly_values(lr["x"]) == xs
@@ -133,7 +134,8 @@ def test_a_tiny_run_grows_its_curve_live_and_stops(page: Page, app_server: str, 
         page.get_by_role("button", name="Stop", exact=True).click()
 
     # The result of the stopped run.
-    expect(page.get_by_text("The run was stopped before its last epoch")).to_be_visible(timeout=RUN_MS)
+    expect(page.get_by_text(re.compile(r"^The run stopped by you at step [\d,]+ of [\d,]+ \(epoch \d+ of 10\)\.$")))\
+        .to_be_visible(timeout=RUN_MS)
     expect(status).to_have_count(0)
     expect(page.get_by_role("button", name="Stop", exact=True)).to_have_count(0)
     expect(page.get_by_role("button", name="Start training")).to_be_enabled()
@@ -151,7 +153,7 @@ def test_a_tiny_run_grows_its_curve_live_and_stops(page: Page, app_server: str, 
     expect(accuracy).to_have_text(f"{right / len(data.y_test):.1%}")  # the accuracy is the matrix's diagonal
 
     final = plotly_figure(_curves(page))
-    final_steps = plotly_values(plotly_trace(final, "loss")["x"])
+    final_steps = plotly_values(plotly_trace(final, LOSS)["x"])
     assert len(final_steps) >= n2 and final_steps[: len(xs)] == xs  # the curve kept what it showed live
     assert final_steps[-1] < trainer.total_steps  # stopped before the end
     expect(page.get_by_test_id("stException")).to_have_count(0)
