@@ -14,8 +14,15 @@ from resnet_core.export import to_safetensors
 from resnet_core.jobs import QueueFull
 from resnet_core.runs import UNFINISHED
 from resnet_core.settings import LIMITS
-from resnet_core.train import default_recipe, expected_accuracy, resolve_device, scaled_lr
-from resnet_core.train.plan import describe_end, expected_accuracy_at, explain_accuracy
+from resnet_core.train import (
+    default_recipe,
+    expected_accuracy,
+    expected_accuracy_at,
+    resolve_device,
+    scaled_lr,
+    training_flops,
+)
+from resnet_core.train.verdict import describe_end, explain_accuracy
 from resnet_core.units import fmt_count
 from ui import state as K
 from ui.sidebar import choose_preset, current_selection
@@ -91,7 +98,7 @@ with c2:
     report = analyze(model_cfg, input_size=data.input_size)
     st.caption(
         f"{sel.label} on {'×'.join(map(str, data.input_size))}: {fmt_count(report.total_params)}parameters, "
-        f"{fmt_count(3 * report.total_flops)}FLOPs per training image (forward + backward ≈ 3 × forward). "
+        f"{fmt_count(training_flops(report.total_flops))}FLOPs per training image (forward + backward ≈ 3 × forward). "
         f"Recipe: {OPTIMIZER_NAMES[recipe.optimizer]} with a {recipe.warmup_epochs:g}-epoch warm-up and a cosine decay"
         + (", each residual branch's last BN starting at zero" if recipe.zero_init_residual and model_cfg.residual
            else "")
@@ -162,7 +169,7 @@ if plan.capped:  # the time limit cuts the run short: say what that costs, and w
     alt_expect = expected_accuracy_at(data_name, alt.reach_epochs)
     if plan.reach_epochs < 1:
         cost = (f"In {seconds} s {sel.label} gets through only {plan.reach_epochs:.2g} of an epoch on {device}: "
-                + ("it will most likely end near chance (10%), still finding the signal."
+                + (f"it will most likely end near chance ({1 / len(data.classes):.0%}), still finding the signal."
                    if plan.reach_epochs < 0.5 else "it stops before its first full pass over the data."))
     else:
         cost = (f"The {seconds} s limit stops {sel.label} at about {plan.reach_epochs:.2g} of {plan.epochs} epochs "

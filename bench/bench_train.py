@@ -39,7 +39,7 @@ from torchvision import transforms
 
 from resnet_core import PRESETS, analyze, build_model
 from resnet_core.data import Dataset, builtin
-from resnet_core.train import RECIPES, TrainConfig, Trainer, peak_flops, resolve_device
+from resnet_core.train import RECIPES, TrainConfig, Trainer, peak_flops, resolve_device, training_flops
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def throughput(args: argparse.Namespace, device: torch.device) -> list[Row]:
     )
     rows = []
     for model_name in ("resnet18_cifar", "resnet20"):
-        flops = 3 * analyze(PRESETS[model_name].with_(num_classes=10), input_size=(3, 32, 32)).total_flops
+        flops = training_flops(analyze(PRESETS[model_name].with_(num_classes=10), input_size=(3, 32, 32)).total_flops)
         for batch in batches:
             kw = {"batch": batch, "steps": args.steps, "warmup": args.warmup, "device": device}
             ips = ours(model_name, data, **kw)

@@ -85,7 +85,7 @@ def page_settings(preset: str, seconds: int, data: Dataset) -> tuple[ResNetConfi
     if warnings:
         raise SystemExit(f"preset {preset!r}: {warnings}")
     model_cfg = sel.config.with_(in_channels=data.input_size[0], num_classes=len(data.classes))
-    recipe = default_recipe(sel.preset, "builtin")
+    recipe = default_recipe(model_cfg, "builtin")
     train_cfg = recipe.with_(epochs=min(recipe.epochs, LIMITS.train_max_epochs), batch_size=recipe.batch_size,
                              lr=float(recipe.lr), seed=0, max_seconds=float(seconds))
     query = "&".join(f"{k}={v}" for k, v in to_query(sel).items())

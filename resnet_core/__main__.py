@@ -165,7 +165,7 @@ def _train(args: argparse.Namespace, *, rank: int, world: int) -> int:
     from .export import to_safetensors
     from .runs import write_atomically
     from .train import Progress, Trainer, default_recipe, state_digest
-    from .train.plan import describe_end, explain_accuracy
+    from .train.verdict import describe_end, explain_accuracy
 
     def say(*parts: object, flush: bool = False) -> None:
         if rank == 0:  # under torchrun, one process speaks
@@ -205,7 +205,9 @@ def _train(args: argparse.Namespace, *, rank: int, world: int) -> int:
                     f"elapsed {p.elapsed_s:.1f}s" + (f"  MFU {100 * p.mfu:.1f}%" if p.mfu is not None else ""),
                     flush=True)
 
-        trainer = Trainer(model_cfg, data, cfg, on_progress=on_progress)
+        forward_flops = analyze(model_cfg.with_(in_channels=data.input_size[0], num_classes=data.num_classes),
+                                input_size=data.input_size).total_flops
+        trainer = Trainer(model_cfg, data, cfg, on_progress=on_progress, forward_flops_per_image=forward_flops)
     except (ValueError, DatasetUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -18,14 +18,18 @@ import torch
 from resnet_core import PRESETS, ResNetConfig
 from resnet_core.analysis import analyze
 from resnet_core.data import Dataset, builtin
-from resnet_core.train import RACE_RECIPES, RECIPES, TEACHING, Progress, Trainer, default_recipe, scaled_lr
-from resnet_core.train.plan import (
-    describe_end,
+from resnet_core.train import (
+    RACE_RECIPES,
+    RECIPES,
+    TEACHING,
+    Progress,
+    Trainer,
+    default_recipe,
     expected_accuracy_at,
-    explain_accuracy,
-    plan_run,
-    probe_images_per_s,
+    scaled_lr,
 )
+from resnet_core.train.estimate import plan_run, probe_images_per_s
+from resnet_core.train.verdict import describe_end, explain_accuracy
 
 REPRESENTATIVE: dict[str, ResNetConfig] = {
     **{name: PRESETS[name] for name in ("resnet20", "resnet56", "plain56", "resnet18", "resnet50", "resnet50_v1",

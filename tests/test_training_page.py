@@ -90,7 +90,8 @@ def test_before_start_the_page_says_what_the_run_will_do_and_offers_a_model_that
     assert "the dataset's own 32×32 images (the sidebar's 224×224 input is not used here)" in text
     ips = float(re.search(r"About \*\*([\d,.]+) images/s", text)[1].replace(",", ""))  # type: ignore[index]
     per_epoch = float(re.search(r"\*\*([\d,.]+) s per epoch\*\* of 312 steps", text)[1].replace(",", ""))  # type: ignore[index]
-    assert per_epoch == pytest.approx(312 * 32 / ips, abs=0.6)
+    images = 312 * 32  # an epoch of the built-in shapes at batch 32; both numbers are shown rounded to units
+    assert images / (ips + 0.5) - 0.5 <= per_epoch <= images / (ips - 0.5) + 0.5
     reach = 120 / per_epoch
     if reach < 2:  # resnet50 on a CPU: the 120 s limit cuts the two epochs short, and the page says so
         warning = at.warning[0].value

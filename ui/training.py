@@ -20,8 +20,8 @@ from resnet_core.export import to_safetensors
 from resnet_core.jobs import Job, JobContext, JobRunner, QueueFull
 from resnet_core.runs import RunRecord, RunStore, new_run_id
 from resnet_core.settings import LIMITS, RUNS_DIR
-from resnet_core.train import Progress, TrainConfig, Trainer, TrainResult
-from resnet_core.train.plan import RunPlan, device_flops_per_s, plan_run, probe_images_per_s
+from resnet_core.train import Progress, TrainConfig, Trainer, TrainResult, training_flops
+from resnet_core.train.estimate import RunPlan, device_flops_per_s, plan_run, probe_images_per_s
 from ui import state as K
 from ui.janitor import session_alive
 
@@ -328,10 +328,11 @@ def measured_rate(model_cfg: ResNetConfig, data_name: str, train_cfg: TrainConfi
 
 def run_plan(model_cfg: ResNetConfig, data: Dataset, train_cfg: TrainConfig, forward_flops: int) -> RunPlan:
     """The plan of a run: from a probe of the model when a few steps are quick, from FLOPs otherwise."""
-    flops = 3 * forward_flops
+    flops = training_flops(forward_flops)
     rate = device_rate(train_cfg.device)
     measured = flops * train_cfg.batch_size / rate <= PROBE_MAX_STEP_S
-    probe_cfg = train_cfg.with_(max_seconds=None, seed=0)  # the same speed whatever the limit and seed
+    # The same speed whatever the epochs, learning rate, limits and seed: one probe for all of them.
+    probe_cfg = train_cfg.with_(epochs=1, warmup_epochs=0.0, lr=1e-3, max_seconds=None, max_steps=None, seed=0)
     ips = measured_rate(model_cfg, data.name, probe_cfg, forward_flops) if measured else rate / flops
     return plan_run(train_flops_per_image=flops, n_train=len(data.y_train), input_size=data.input_size,
                     cfg=train_cfg, images_per_s=ips, measured=measured)

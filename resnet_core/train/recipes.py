@@ -107,3 +107,22 @@ def expected_accuracy(epochs: int) -> str:
     e, acc = reached[-1]
     more = " (more epochs add little beyond 200)" if epochs > 200 else ""
     return f"about {acc} after {epochs} epochs (commonly reported for {e} epochs{more}; a rough guide, not a promise)"
+
+
+# Test accuracy of the teaching recipe on the built-in shapes after E epochs (fractional), as the range
+# over the models of bench/bench_recipes.py on a 2-core CPU (docs/benchmarks.md, "Recipes"): every net sits
+# near chance for its first ~100 steps (a third of an epoch of batch 32) while it finds the shapes.
+EXPECTED_BUILTIN_ACCURACY: tuple[tuple[float, str], ...] = (
+    (0.0, "10% (chance)"),
+    (0.5, "20-60%"),
+    (1.0, "60-90%"),
+    (2.0, "85-97%"),
+)
+
+
+def expected_accuracy_at(data_name: str, epochs: float) -> str | None:
+    """The test accuracy to expect after `epochs` (fractional) of the teaching recipe, where it was measured."""
+    if data_name != "builtin":
+        return None
+    reached = [acc for e, acc in EXPECTED_BUILTIN_ACCURACY if e <= epochs]
+    return reached[-1]

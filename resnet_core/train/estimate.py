@@ -1,9 +1,8 @@
-"""What a run will do, said before it starts, and why it ended, said after.
+"""What a run will do, said before it starts.
 
-`probe_images_per_s` times a few real training steps of the model on the device (the trainer's own
-steps, so the number is the one the run will see); `plan_run` turns a rate into seconds per epoch,
-how far a time cap reaches and the accuracy to expect there. `describe_end` and `explain_accuracy` are
-the sentences the Training page and the CLI print under a result, generated from the numbers.
+`probe_images_per_s` times a few real training steps of the model on the device (the trainer's own steps, so
+the number is the one the run will see); `plan_run` turns a rate into seconds per epoch and how far a time cap
+reaches; `recipes.expected_accuracy_at` says what accuracy to expect there.
 """
 
 from __future__ import annotations
@@ -18,17 +17,7 @@ import torch
 from ..config import ResNetConfig
 from ..data import Dataset
 from .config import TrainConfig
-from .trainer import Progress, Trainer, TrainResult, training_flops
-
-# Test accuracy of the teaching recipe on the built-in shapes after E epochs (fractional), as the range
-# over the models of bench/bench_recipes.py on a 2-core CPU (docs/benchmarks.md, "Recipes"): every net sits
-# near chance for its first ~100 steps (a third of an epoch of batch 32) while it finds the shapes.
-EXPECTED_BUILTIN_ACCURACY: tuple[tuple[float, str], ...] = (
-    (0.0, "10% (chance)"),
-    (0.5, "20-60%"),
-    (1.0, "60-90%"),
-    (2.0, "85-97%"),
-)
+from .trainer import Trainer, training_flops
 
 
 @dataclass(frozen=True)
@@ -133,56 +122,3 @@ def device_flops_per_s(device: str = "cpu", *, seconds: float = 1.0) -> float:
     ips = probe_images_per_s(cfg, data, TrainConfig(batch_size=32, device=device, channels_last=True),
                              seconds=seconds, forward_flops_per_image=flops)
     return ips * training_flops(flops)
-
-
-def expected_accuracy_at(data_name: str, epochs: float) -> str | None:
-    """The test accuracy to expect after `epochs` (fractional) of the teaching recipe, where it was measured."""
-    if data_name != "builtin":
-        return None
-    reached = [acc for e, acc in EXPECTED_BUILTIN_ACCURACY if e <= epochs]
-    return reached[-1]
-
-
-# ----------------------------------------------------------------------------------------------
-# After a run.
-
-
-def describe_end(p: Progress, *, max_seconds: float | None = None) -> str:
-    """Why and where a run ended, from its "done" report: "stopped at the 120 s limit at step 290 of 624
-    (epoch 1 of 2)", "finished 2 epochs", "stopped by you at step 80 of 624 (epoch 1 of 2)"."""
-    where = f"at step {p.step:,} of {p.total_steps:,} (epoch {max(p.epoch, 1)} of {p.epochs})"
-    if p.end == "finished" or p.end is None:
-        return f"finished {p.epochs} epoch{'s' if p.epochs != 1 else ''} ({p.step:,} steps)"
-    if p.end == "time":
-        limit = f"the {max_seconds:g} s limit" if max_seconds is not None else "its time limit"
-        return f"stopped at {limit} {where}"
-    if p.end == "steps":
-        return f"stopped at its step limit {where}"
-    return f"stopped by you {where}"
-
-
-def explain_accuracy(result: TrainResult, num_classes: int) -> str | None:
-    """A sentence when the final test accuracy is at chance level (within 1.5x of 1/K), saying why as far as the
-    run's own numbers tell; None when the model learned something."""
-    chance = 1 / num_classes
-    if result.test_accuracy > 1.5 * chance:
-        return None
-    last = result.last
-    done = last.epochs_done
-    reason: str
-    if done < 0.5:
-        reason = (f"it trained for {done:.2f} of an epoch ({last.step:,} steps): too few for this model, which spends "
-                  "its first steps finding the signal. Give it more time, or pick a smaller model (ResNet-20 learns "
-                  "the built-in shapes in about a minute on a CPU)")
-    else:
-        losses = [p.loss for p in result.history if p.kind == "step" and p.loss is not None]
-        falling = len(losses) >= 4 and sum(losses[-2:]) < sum(losses[:2]) * 0.9
-        if falling:
-            reason = ("its training loss was still falling when the run ended: it had not yet got past the first "
-                      "plateau; more epochs would help")
-        else:
-            reason = ("its training loss did not fall: the optimiser did not find a way down. A plain (no-shortcut) "
-                      "deep net often stalls like this, the degradation problem that residual connections solve "
-                      "(He et al. 2016, §4.1); a lower learning rate or the residual twin would learn")
-    return (f"Test accuracy {result.test_accuracy:.1%} is chance level for {num_classes} classes "
-            f"({chance:.1%}): {reason}.")
