@@ -152,13 +152,13 @@ with plan_col:
              if not plan.capped else
              f"the {seconds} s limit reaches about {plan.reach_epochs:.2g} of {plan.epochs} epochs "
              f"(step {plan.reach_steps:,} of {plan.total_steps:,})")
-    expect = expected_accuracy_at(data_name, plan.reach_epochs)
+    expect = expected_accuracy_at(data_name, plan.reach_epochs, preset=sel.preset)
     st.markdown(
         f"**Before you start.** Training uses the dataset's own {size} images"
         + (f" (the sidebar's {sidebar} input is not used here)" if sidebar != size else "")
         + f". About **{plan.images_per_s:,.0f} images/s** on {device} ({how}): **{plan.seconds_per_epoch:,.0f} s "
         f"per epoch** of {plan.steps_per_epoch:,} steps; {reach}."
-        + (f" Expect about **{expect}** test accuracy there (measured on this recipe; a rough guide)." if expect
+        + (f" Expect **{expect}** test accuracy there (measured on this recipe; a rough guide)." if expect
            else "")
     )
 if plan.capped:  # the time limit cuts the run short: say what that costs, and what would learn in the budget
@@ -166,18 +166,18 @@ if plan.capped:  # the time limit cuts the run short: say what that costs, and w
     alt_cfg = PRESETS[alternative].with_(in_channels=data.input_size[0], num_classes=len(data.classes))
     alt_recipe = default_recipe(alt_cfg, data_name).with_(max_seconds=float(seconds))
     alt = run_plan(alt_cfg, data, alt_recipe, analyze(alt_cfg, input_size=data.input_size).total_flops)
-    alt_expect = expected_accuracy_at(data_name, alt.reach_epochs)
+    alt_expect = expected_accuracy_at(data_name, alt.reach_epochs, preset=alternative)
     if plan.reach_epochs < 1:
         cost = (f"In {seconds} s {sel.label} gets through only {plan.reach_epochs:.2g} of an epoch on {device}: "
                 + (f"it will most likely end near chance ({1 / len(data.classes):.0%}), still finding the signal."
                    if plan.reach_epochs < 0.5 else "it stops before its first full pass over the data."))
     else:
         cost = (f"The {seconds} s limit stops {sel.label} at about {plan.reach_epochs:.2g} of {plan.epochs} epochs "
-                f"on {device}" + (f": expect about {expect}." if expect else "."))
+                f"on {device}" + (f": expect {expect}." if expect else "."))
     offer = (f" ResNet-20 trains at about {alt.images_per_s:,.0f} images/s here: "
              + (f"all {alt.epochs} epochs in about {alt.seconds:,.0f} s" if not alt.capped else
                 f"{alt.reach_epochs:.2g} epochs in {seconds} s")
-             + (f", about {alt_expect} test accuracy." if alt_expect else "."))
+             + (f", {alt_expect} test accuracy." if alt_expect else "."))
     warn = st.container()
     warn.warning(cost + (offer if sel.preset != alternative else ""), icon=":material/hourglass_bottom:")
     if sel.preset != alternative:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,3 +26,18 @@ def _seeded() -> None:
     import torch
 
     torch.manual_seed(0)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run torch on `n` intra-op threads inside the block, then restore the count. On this 2-core machine, shared
+    with other jobs, two OpenMP threads that wait for each other at every op run 10-30x slower whenever another
+    process takes a core: tests that train use one thread unless they need the speed of two."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -39,6 +39,7 @@ from resnet_core.train import (
     peak_flops,
     state_digest,
 )
+from tests.conftest import torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ResNetConfig(blocks=(1, 1, 1), widths=(8, 16, 32), stem="cifar", stem_width=8)
@@ -47,12 +48,8 @@ FAST = TrainConfig(epochs=1, batch_size=32, lr=0.05, augment=True, device="cpu",
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on this 2-core machine, shared with other jobs, two OpenMP threads that wait for
-    each other at every op run 10-30x slower whenever another process takes a core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from .distributed import DistInfo, dist_from_env, process_group, state_digest
 from .ops import augment_batch, lr_at, normalizer
 from .recipes import (
     EXPECTED_BUILTIN_ACCURACY,
+    EXPECTED_BUILTIN_ACCURACY_RESNET20,
     EXPECTED_CIFAR10_ACCURACY,
     RACE_RECIPES,
     RECIPES,
@@ -33,10 +34,10 @@ from .trainer import (
 )
 
 __all__ = [
-    "DEVICES", "EXPECTED_BUILTIN_ACCURACY", "EXPECTED_CIFAR10_ACCURACY", "GPU_PEAK_FLOPS", "MAX_STEP_HISTORY",
-    "OPTIMIZERS", "RACE_RECIPES", "RECIPES", "SCHEDULES", "TEACHING", "DistInfo", "EndReason", "History",
-    "Optimizer", "Progress", "ProgressKind", "Schedule", "TestPredictions", "TrainConfig", "TrainResult", "Trainer",
-    "augment_batch", "default_recipe", "dist_from_env", "expected_accuracy", "expected_accuracy_at", "lr_at",
-    "normalizer", "peak_flops", "process_group", "resolve_device", "scaled_lr", "state_digest", "training_flops",
-    "validate_train_config",
+    "DEVICES", "EXPECTED_BUILTIN_ACCURACY", "EXPECTED_BUILTIN_ACCURACY_RESNET20", "EXPECTED_CIFAR10_ACCURACY",
+    "GPU_PEAK_FLOPS", "MAX_STEP_HISTORY", "OPTIMIZERS", "RACE_RECIPES", "RECIPES", "SCHEDULES", "TEACHING",
+    "DistInfo", "EndReason", "History", "Optimizer", "Progress", "ProgressKind", "Schedule", "TestPredictions",
+    "TrainConfig", "TrainResult", "Trainer", "augment_batch", "default_recipe", "dist_from_env", "expected_accuracy",
+    "expected_accuracy_at", "lr_at", "normalizer", "peak_flops", "process_group", "resolve_device", "scaled_lr",
+    "state_digest", "training_flops", "validate_train_config",
 ]

@@ -6,11 +6,13 @@ import base64
 import json
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from tests.conftest import torch_threads
 
 # How long `expect(...)` retries (Playwright's default is 5 s): a first page on a busy 2-core machine takes longer.
 EXPECT_TIMEOUT_MS = 30_000
@@ -178,19 +180,11 @@ def wait_for_points(
     return int(handle.json_value())
 
 
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
+def one_torch_thread() -> AbstractContextManager[None]:
     """Run torch on one intra-op thread inside the block (quick on a busy CPU), then restore the thread count.
 
     For the expected numbers a test computes itself; results agree with more threads to float rounding."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return torch_threads(1)
 
 
 @contextmanager
