@@ -120,5 +120,6 @@ def test_a_tab_closed_mid_training_frees_its_place_for_the_next_student(browser:
         assert record["epoch"] < LONG_RUN_EPOCHS  # cancelled, not run to the end
 
         second.get_by_role("button", name=re.compile("Stop")).click()
-        expect(second.get_by_text("stopped before its last epoch")).to_be_visible(timeout=STEP_MS)
+        expect(second.get_by_text(re.compile(r"^The run stopped by you at step \d+ of \d+ \(epoch 1 of 1\)\.$")))\
+            .to_be_visible(timeout=STEP_MS)
         second.context.close()
