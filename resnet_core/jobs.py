@@ -72,7 +72,7 @@ class Job:
     meta: Any = field(default=None, repr=False)  # the owner's own description of the job (the runner ignores it)
     on_end: Callable[[Job], None] | None = field(default=None, repr=False)  # called once it has ended, however
     max_seconds: float | None = None
-    max_progress: int = MAX_STEP_HISTORY  # step reports kept; thinned evenly beyond, every other report kept
+    max_progress: int = MAX_STEP_HISTORY  # step reports kept (thinned evenly beyond); every epoch report is kept
     state: JobState = JobState.QUEUED
     result: Any = None
     error: str | None = None
