@@ -205,9 +205,7 @@ def _train(args: argparse.Namespace, *, rank: int, world: int) -> int:
                     f"elapsed {p.elapsed_s:.1f}s" + (f"  MFU {100 * p.mfu:.1f}%" if p.mfu is not None else ""),
                     flush=True)
 
-        forward_flops = analyze(model_cfg.with_(in_channels=data.input_size[0], num_classes=data.num_classes),
-                                input_size=data.input_size).total_flops
-        trainer = Trainer(model_cfg, data, cfg, on_progress=on_progress, forward_flops_per_image=forward_flops)
+        trainer = Trainer(model_cfg, data, cfg, on_progress=on_progress)  # it analyses the model for its FLOPs
     except (ValueError, DatasetUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

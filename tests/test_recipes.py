@@ -125,13 +125,13 @@ def test_race_recipes_live_beside_the_others_and_keep_the_papers_cifar_recipe() 
 
 def test_a_plan_says_how_far_the_time_cap_reaches() -> None:
     cfg = TEACHING.with_(epochs=2, max_seconds=120.0)
-    plan = plan_run(train_flops_per_image=10**8, n_train=10_000, input_size=(3, 32, 32), cfg=cfg,
+    plan = plan_run(n_train=10_000, input_size=(3, 32, 32), cfg=cfg,
                     images_per_s=100.0, measured=True)
     assert plan.steps_per_epoch == 312 and plan.total_steps == 624
     assert plan.seconds_per_epoch == pytest.approx(312 * 32 / 100)
     assert plan.reach_epochs == pytest.approx(120 / plan.seconds_per_epoch) and plan.capped
     assert plan.reach_steps == math.floor(plan.reach_epochs * 312)
-    fast = plan_run(train_flops_per_image=10**8, n_train=10_000, input_size=(3, 32, 32), cfg=cfg,
+    fast = plan_run(n_train=10_000, input_size=(3, 32, 32), cfg=cfg,
                     images_per_s=1000.0, measured=True)
     assert not fast.capped and fast.reach_epochs == 2 and fast.reach_steps == 624
 

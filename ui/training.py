@@ -334,5 +334,5 @@ def run_plan(model_cfg: ResNetConfig, data: Dataset, train_cfg: TrainConfig, for
     # The same speed whatever the epochs, learning rate, limits and seed: one probe for all of them.
     probe_cfg = train_cfg.with_(epochs=1, warmup_epochs=0.0, lr=1e-3, max_seconds=None, max_steps=None, seed=0)
     ips = measured_rate(model_cfg, data.name, probe_cfg, forward_flops) if measured else rate / flops
-    return plan_run(train_flops_per_image=flops, n_train=len(data.y_train), input_size=data.input_size,
+    return plan_run(n_train=len(data.y_train), input_size=data.input_size,
                     cfg=train_cfg, images_per_s=ips, measured=measured)

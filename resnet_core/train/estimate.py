@@ -31,7 +31,6 @@ class RunPlan:
     steps_per_epoch: int
     epochs: int
     max_seconds: float | None
-    train_flops_per_image: int  # forward + backward, from the analysis
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -63,7 +62,7 @@ class RunPlan:
         return self.reach_steps < self.total_steps
 
 
-def plan_run(*, train_flops_per_image: int, n_train: int, input_size: tuple[int, int, int], cfg: TrainConfig,
+def plan_run(*, n_train: int, input_size: tuple[int, int, int], cfg: TrainConfig,
              images_per_s: float, measured: bool) -> RunPlan:
     """The plan of a run of `cfg` on `n_train` images at `images_per_s`."""
     if not images_per_s > 0:
@@ -73,8 +72,7 @@ def plan_run(*, train_flops_per_image: int, n_train: int, input_size: tuple[int,
         raise ValueError(f"TrainConfig.batch_size={cfg.batch_size} is not allowed: at most the training set's size "
                          f"({n_train} images)")
     return RunPlan(input_size=input_size, images_per_s=images_per_s, measured=measured, batch_size=cfg.batch_size,
-                   steps_per_epoch=steps_per_epoch, epochs=cfg.epochs, max_seconds=cfg.max_seconds,
-                   train_flops_per_image=train_flops_per_image)
+                   steps_per_epoch=steps_per_epoch, epochs=cfg.epochs, max_seconds=cfg.max_seconds)
 
 
 def probe_images_per_s(model_cfg: ResNetConfig, data: Dataset, cfg: TrainConfig, *, min_steps: int = 3,
