@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import streamlit as st
 
+from server.settings import SETTINGS_ERROR
 from ui.janitor import watch_this_session
 from ui.sidebar import model_picker
 
 st.set_page_config(page_title="ResNet Explorer", page_icon="🧱", layout="wide")
+if SETTINGS_ERROR:  # a host's typo: said on every page, never run with limits nobody chose
+    st.error(SETTINGS_ERROR, icon=":material/settings_alert:")
+    st.stop()
 watch_this_session()
 
 pages = [

@@ -7,9 +7,9 @@ import inspect
 import streamlit as st
 
 from resnet_core import blocks as block_module
-from resnet_core.selection import CUSTOM
 from resnet_core.tables import LEVELS
 from resnet_core.units import fmt_bytes, fmt_count
+from server.selection import CUSTOM
 from ui import state as K
 from ui.cache import diagram_for, export_onnx, export_safetensors, reference_table, report_for, table_for
 from ui.charts import along_depth, per_stage

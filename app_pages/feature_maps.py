@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -11,12 +9,13 @@ import streamlit as st
 
 from resnet_core import TORCHVISION_PRESETS, PretrainedUnavailable, analyze
 from resnet_core.activations import block_internals, blocks_of, channel_order, channel_stats, grad_cam, tile, top_k
-from resnet_core.images import TEST_PATTERNS, ImageError, LoadedImage, load_image_with_notes, load_sample, sample_images
+from resnet_core.images import TEST_PATTERNS, ImageError, LoadedImage, load_sample, sample_images
 from resnet_core.images import test_pattern as make_pattern
 from resnet_core.preprocess import to_display
-from resnet_core.selection import CUSTOM
-from resnet_core.settings import LIMITS
 from resnet_core.units import fmt_bytes
+from server.selection import CUSTOM
+from server.settings import LIMITS
+from server.uploads import limits_text, load_upload
 from ui import state as K
 from ui.featuremaps import IMAGENET, RANDOM, TRAINED, current_capture, ensure_downloaded, overlay, session_model
 from ui.sidebar import current_selection
@@ -50,17 +49,16 @@ with left:
         upload = st.file_uploader(
             "Upload an image (PNG, JPEG, WebP, BMP or GIF)",
             key=K.FM_UPLOAD,
-            help=f"At most {LIMITS.upload_max_bytes // 2**20} MB and {LIMITS.upload_max_pixels:,} pixels.",
+            help=limits_text(),
         )
         if upload is not None and ss.get(K.FM_UPLOAD_SEEN, (None,))[0] != upload.file_id:
-            data = upload.getvalue()
             try:
-                loaded = load_image_with_notes(data)
+                image_id, loaded = load_upload(upload.getvalue())
             except ImageError as e:
                 ss[K.FM_UPLOAD_SEEN] = (upload.file_id, str(e))
             else:
                 ss[K.FM_UPLOAD_SEEN] = (upload.file_id, None)
-                ss[K.FM_IMAGE] = (f"upload:{hashlib.sha256(data).hexdigest()}", upload.name, loaded)
+                ss[K.FM_IMAGE] = (image_id, upload.name, loaded)
         if upload is not None and ss[K.FM_UPLOAD_SEEN][1]:
             st.error(ss[K.FM_UPLOAD_SEEN][1], icon=":material/block:")
             st.caption("The previous image stays on screen.")

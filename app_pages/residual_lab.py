@@ -8,9 +8,9 @@ from plotly.subplots import make_subplots
 
 from resnet_core.analysis import analyze
 from resnet_core.data import DatasetUnavailable
-from resnet_core.jobs import QueueFull
 from resnet_core.lab import CIFAR_DEPTHS, IMAGENET_DEPTHS, RaceReport, SignalProfile, scaled, twins
-from resnet_core.settings import LIMITS
+from server.jobs import QueueFull
+from server.settings import LIMITS
 from ui import state as K
 from ui.lab import RACE_RECIPES, describe_gradient, race_runs, signal_profiles, start_race
 from ui.training import dataset, download_with_progress, job_runner, rerun_page_once_finished, seconds_control, smooth

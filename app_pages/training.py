@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import plotly.express as px
@@ -11,9 +13,6 @@ from resnet_core.analysis import analyze
 from resnet_core.config import PRESETS
 from resnet_core.data import DATASETS, DatasetUnavailable
 from resnet_core.export import to_safetensors
-from resnet_core.jobs import QueueFull
-from resnet_core.runs import UNFINISHED
-from resnet_core.settings import LIMITS
 from resnet_core.train import (
     default_recipe,
     expected_accuracy,
@@ -24,6 +23,9 @@ from resnet_core.train import (
 )
 from resnet_core.train.verdict import describe_end, explain_accuracy
 from resnet_core.units import fmt_count
+from server.jobs import QueueFull
+from server.runs import UNFINISHED
+from server.settings import LIMITS
 from ui import state as K
 from ui.sidebar import choose_preset, current_selection
 from ui.training import (
@@ -33,8 +35,10 @@ from ui.training import (
     curves,
     dataset,
     download_with_progress,
+    forget_run,
     job_runner,
     linked_run,
+    owner,
     rerun_page_once_finished,
     run_plan,
     run_store,
@@ -136,7 +140,7 @@ start_col, plan_col = st.columns([1, 3], gap="large")
 if start_col.button("Start training", type="primary", disabled=busy, icon=":material/play_arrow:"):
     try:
         start(model_cfg, data, train_cfg, f"{sel.label} · {data_name} · {epochs} ep · seed {seed}",
-              forward_flops=report.total_flops)
+              forward_flops=report.total_flops, expected_s=min(plan.seconds, float(seconds)))
         ss.pop(K.TRAIN_ERROR, None)
     except QueueFull as e:
         ss[K.TRAIN_ERROR] = str(e)
@@ -196,15 +200,28 @@ def live() -> None:
         st.info("No run yet: choose the settings above and start one.", icon=":material/info:")
         return
     run, job = mine[-1]
-    reports = job.reports  # read first: the progress read next holds at least these reports
     progress = job.progress()
+    reports = job.reports  # read after the progress: they match
     last = progress[-1] if progress else None
+    me = owner()
     status = st.container()
     if job.state.value == "queued":
-        status.info(f"Waiting in the queue: place {job_runner().position(job.id)}. Runs go one at a time per device, "
-                    f"first come, first served; this one was queued at {clock(job.submitted_at)} (server time).",
-                    icon=":material/schedule:")
-    elif job.state.value == "running":
+        when = ""
+        if job.estimated_start is not None:
+            wait_s = max(0.0, job.estimated_start - time.time())
+            when = f" It should start at about {clock(job.estimated_start)} (in about {wait_s:,.0f} s)."
+        cols = status.columns([4, 1])
+        n = LIMITS.train_workers
+        cols[0].info(f"Waiting in the queue: place {job.position}. Runs go {'one' if n == 1 else n} at a time per "
+                     f"device, first come, first served; this one was queued at {clock(job.submitted_at)} (server "
+                     f"time).{when}", icon=":material/schedule:")
+        if cols[1].button("Leave the queue", icon=":material/logout:", key=f"leave-{job.id}"):
+            job_runner().leave(job.id, me)
+            if job.owner != me:
+                forget_run(run)
+            st.rerun(scope="app")
+        return  # nothing to draw until it runs: no empty axes, no earlier result
+    if job.state.value == "running":
         cols = status.columns([4, 1])
         if last is not None:
             mfu = f" · MFU {last.mfu:.0%}" if last.mfu is not None else ""
@@ -215,8 +232,18 @@ def live() -> None:
             )
         else:
             cols[0].markdown(f"**Starting** {run.label}…")
-        if cols[1].button("Stop", icon=":material/stop:", key=f"stop-{job.id}"):
-            job.stop()
+        if job.owner == me:
+            if cols[1].button("Stop", icon=":material/stop:", key=f"stop-{job.id}"):
+                job.stop(me)
+        else:
+            others = len(job.followers)
+            status.caption(f"Another student started this run; you and {others - 1:,} other(s) follow it live. "
+                           "Only they can stop it." if others > 1 else
+                           "Another student started this run and you follow it live. Only they can stop it.")
+            if cols[1].button("Leave", icon=":material/logout:", key=f"leave-{job.id}"):
+                job_runner().leave(job.id, me)
+                forget_run(run)
+                st.rerun(scope="app")
     earlier = [(r.label, j.progress()) for r, j in mine[:-1] if j.state.finished]
     shows = (job.id, reports, len(earlier))
     if ss.get(K.TRAIN_CURVES, (None,))[0] != shows:  # half the polls find no new report: skip the redraw
@@ -231,8 +258,9 @@ def live() -> None:
 live()
 
 # --- results of the latest finished run -----------------------------------------------------------
-done = [(r, j) for r, j in runs() if j.state.finished]
-if done:
+everything = runs()
+done = [(r, j) for r, j in everything if j.state.finished]
+if done and everything[-1][1].state.finished:  # while the latest waits or runs, no earlier result stands here
     run, job = done[-1]
     ss[K.TRAIN_SHOWN] = job.id
     st.subheader("Result of the latest run")
@@ -241,7 +269,8 @@ if done:
         st.error(job.error, icon=":material/error:")
     elif job.result is not None:
         result = job.result
-        st.markdown(f"**The run {describe_end(result.last, max_seconds=run.train_cfg.max_seconds)}.**")
+        who = "you" if job.owner == owner() else "the student who started it"
+        st.markdown(f"**The run {describe_end(result.last, max_seconds=run.train_cfg.max_seconds, by=who)}.**")
         data = dataset(run.data_name)
         if (why := explain_accuracy(result, len(data.classes))) is not None:
             st.warning(why, icon=":material/trending_flat:")

@@ -77,9 +77,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 def page_settings(preset: str, seconds: int, data: Dataset) -> tuple[ResNetConfig, TrainConfig, str]:
     """(model config, train config, URL query) of the training page's defaults for `preset` on the built-in
     data, stopped after `seconds`: what app_pages/training.py builds when only the seconds are changed."""
-    from resnet_core.selection import from_query, to_query
-    from resnet_core.settings import LIMITS
     from resnet_core.train import default_recipe
+    from server.selection import from_query, to_query
+    from server.settings import LIMITS
 
     sel, warnings = from_query({"preset": preset, "input": "3x32x32"})
     if warnings:

@@ -161,9 +161,8 @@ def progress_every(cfg: TrainConfig, steps_per_epoch: int) -> int:
 
 def _train(args: argparse.Namespace, *, rank: int, world: int) -> int:
     from .config import resolve
-    from .data import DATA_DIR, DatasetUnavailable, builtin, load_dataset
-    from .export import to_safetensors
-    from .runs import write_atomically
+    from .data import DatasetUnavailable, builtin, default_data_dir, load_dataset
+    from .export import to_safetensors, write_atomically
     from .train import Progress, Trainer, default_recipe, state_digest
     from .train.verdict import describe_end, explain_accuracy
 
@@ -183,7 +182,7 @@ def _train(args: argparse.Namespace, *, rank: int, world: int) -> int:
         else:
             import torch.distributed
 
-            root = args.data_dir or DATA_DIR
+            root = args.data_dir or default_data_dir()
             if rank != 0:
                 torch.distributed.barrier()  # rank 0 downloads; the others then read its files
             data = load_dataset(args.data, root=root, download=rank == 0,

@@ -5,7 +5,7 @@ on its device once and index batches there, with no per-sample Python work.
 
 - `builtin()` draws 10 classes of shapes procedurally: no download, deterministic for a seed, a few
   seconds for 12k images. It is the default and works offline.
-- `load_dataset("cifar10" | "mnist" | "fashion_mnist")` reads torchvision's files from `DATA_DIR`
+- `load_dataset("cifar10" | "mnist" | "fashion_mnist")` reads torchvision's files from `default_data_dir()`
   (`<repo>/data`, or `$RESNET_DATA_DIR`) and downloads them when absent: atomically, md5-checked,
   then extracted; anything partial or corrupt is deleted, never used.
 """
@@ -34,12 +34,14 @@ ProgressFn = Callable[[int, int | None], None]  # (bytes done, bytes in all or N
 DATASETS: tuple[str, ...] = ("builtin", "cifar10", "mnist", "fashion_mnist")
 
 
+REPO_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+
+
 def default_data_dir(env: Mapping[str, str] = os.environ) -> Path:
     """$RESNET_DATA_DIR if set, else the `data/` folder of the repository (ignored by git)."""
-    return Path(env.get("RESNET_DATA_DIR") or Path(__file__).resolve().parents[1] / "data")
+    return Path(env.get("RESNET_DATA_DIR") or REPO_DATA_DIR)
 
 
-DATA_DIR = default_data_dir()
 
 BUILTIN_CLASSES: tuple[str, ...] = (
     "circle",
@@ -257,14 +259,14 @@ def load_dataset(
 ) -> Dataset:
     """The dataset `name` (one of DATASETS) as whole uint8 tensors.
 
-    Files are looked for under `root` (default DATA_DIR) where torchvision keeps them (`cifar-10-batches-py/`,
-    `MNIST/raw/`, `FashionMNIST/raw/`); missing ones are downloaded when `download` is True, with
-    `on_progress(bytes done, bytes in all or None)`. Raises DatasetUnavailable, saying which files
-    to put where, when they are neither there nor downloadable.
+    Files are looked for under `root` (default: `default_data_dir()`, read when called) where torchvision
+    keeps them (`cifar-10-batches-py/`, `MNIST/raw/`, `FashionMNIST/raw/`); missing ones are downloaded when
+    `download` is True, with `on_progress(bytes done, bytes in all or None)`. Raises DatasetUnavailable, saying
+    which files to put where, when they are neither there nor downloadable.
     """
     if name == "builtin":
         return builtin()
-    root = Path(root) if root is not None else DATA_DIR
+    root = Path(root) if root is not None else default_data_dir()  # read when called, never at import
     if name == "cifar10":
         return _load_cifar10(root, download=download, on_progress=on_progress)
     if name in ("mnist", "fashion_mnist"):

@@ -1,9 +1,13 @@
-"""The built model as files: ONNX (opens in Netron and runs in ONNX Runtime) and a safetensors state dict."""
+"""The built model as files: ONNX (opens in Netron and runs in ONNX Runtime) and a safetensors state dict, and
+the one way this project writes a file that a reader must never see half-written."""
 
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 import warnings
+from pathlib import Path
 
 import torch
 from safetensors.torch import save as save_safetensors
@@ -39,3 +43,17 @@ def to_safetensors(model: ResNet) -> bytes:
     """The state dict (weights and BN statistics) with torchvision's key names, as safetensors bytes."""
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     return save_safetensors(state, metadata={"config": repr(model.config)})
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a reader, or a crash at any moment, never sees a partial file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -35,10 +35,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .settings import LIMITS
 from .units import fmt_bytes
 
 ALLOWED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP", "GIF")  # Pillow's format names
+MAX_BYTES = 20 * 1024 * 1024  # the default limits; a server sets its own (server.settings)
+MAX_PIXELS = 40_000_000  # width x height, checked from the header before any pixel is decoded
 _DISPLAY_NAMES = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF"}
 
 # Transparent pixels are shown on white: that is what a browser puts behind a transparent PNG, so the network
@@ -75,8 +76,8 @@ class LoadedImage:
 def load_image(
     data: bytes,
     *,
-    max_bytes: int = LIMITS.upload_max_bytes,
-    max_pixels: int = LIMITS.upload_max_pixels,
+    max_bytes: int = MAX_BYTES,
+    max_pixels: int = MAX_PIXELS,
     formats: tuple[str, ...] = ALLOWED_FORMATS,
 ) -> Image.Image:
     """The RGB image of `load_image_with_notes`, without the metadata."""
@@ -86,8 +87,8 @@ def load_image(
 def load_image_with_notes(
     data: bytes,
     *,
-    max_bytes: int = LIMITS.upload_max_bytes,
-    max_pixels: int = LIMITS.upload_max_pixels,
+    max_bytes: int = MAX_BYTES,
+    max_pixels: int = MAX_PIXELS,
     formats: tuple[str, ...] = ALLOWED_FORMATS,
 ) -> LoadedImage:
     """Decode untrusted bytes into an RGB image, or raise `ImageError` (see the module docstring)."""

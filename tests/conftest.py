@@ -20,6 +20,10 @@ os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
 # Run records of the tests' training jobs (and of the servers they start) go to a temporary folder.
 os.environ.setdefault("RESNET_RUNS_DIR", tempfile.mkdtemp(prefix="resnet-runs-"))
 
+# The embedded Ray instances of the tests (this process's, and each server's the tests start) offer one CPU: a run
+# trains on one thread, which this 2-core machine, shared with browsers and servers, keeps at full speed.
+os.environ.setdefault("RESNET_RAY_CPUS", "1")
+
 
 @pytest.fixture(autouse=True)
 def _seeded() -> None:

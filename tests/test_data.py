@@ -24,7 +24,6 @@ from torchvision.datasets import CIFAR10, MNIST, FashionMNIST
 
 from resnet_core.data import (
     BUILTIN_CLASSES,
-    DATA_DIR,
     DATASETS,
     Dataset,
     DatasetUnavailable,
@@ -151,12 +150,9 @@ def test_builtin_is_what_load_dataset_returns_by_name() -> None:
 def test_the_data_dir_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_data_dir({"RESNET_DATA_DIR": str(tmp_path)}) == tmp_path
     assert default_data_dir({}) == ROOT / "data"
-    assert default_data_dir() == DATA_DIR
-    # Without a root, load_dataset reads the data folder (looked up when called).
-    import resnet_core.data as data_mod
-
+    # Without a root, load_dataset reads the data folder, looked up when called (never at import).
     expected = write_cifar(tmp_path / "cifar-10-batches-py")
-    monkeypatch.setattr(data_mod, "DATA_DIR", tmp_path)
+    monkeypatch.setenv("RESNET_DATA_DIR", str(tmp_path))
     check_cifar(load_dataset("cifar10", download=False), expected)
 
 

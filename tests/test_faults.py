@@ -1,5 +1,5 @@
 """Faults a hosted server meets, injected for real: a process killed mid-write, a download cut off by the
-server, a session that goes away while its job runs, a reload that comes back to a running job.
+server. (Sessions that go away mid-run, reloads and a killed worker are in tests/test_jobs.py.)
 
 (The server restart and the closed tab in a real browser are in tests/browser/test_faults.py.)
 """
@@ -19,13 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from torchvision.datasets import CIFAR10
 
-from resnet_core import runs as runs_mod
 from resnet_core.data import DatasetUnavailable, load_dataset
-from resnet_core.jobs import OOM_MESSAGE, Job, JobContext, JobRunner, JobState
-from resnet_core.runs import RunRecord, RunStore, new_run_id, write_atomically
+from resnet_core.export import write_atomically
+from server import runs as runs_mod
+from server.runs import RunRecord, RunStore, new_run_id
 from tests.test_data import check_cifar, cifar_archive, leftovers, md5
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +40,7 @@ def test_a_process_killed_mid_write_leaves_the_old_file_whole(tmp_path: Path) ->
         import sys
         from pathlib import Path
         sys.path.insert(0, {str(ROOT)!r})
-        from resnet_core.runs import write_atomically
+        from resnet_core.export import write_atomically
         write_atomically(Path({str(target)!r}), b"n" * (1 << 30))  # 1 GiB: still writing when killed
     """)
     proc = subprocess.Popen([sys.executable, "-c", writer])
@@ -174,122 +173,3 @@ def test_a_download_cut_off_halfway_is_never_used_and_the_next_attempt_starts_cl
     handler.cut = False  # the network is back
     check_cifar(load_dataset("cifar10", root=root), expected)
     assert handler.requests == 2 and leftovers(root) == []
-
-
-# --- sessions that go away, sessions that come back ------------------------------------------------
-
-
-def _steps(n: int, step_s: float = 0.01):  # type: ignore[no-untyped-def]
-    def fn(ctx: JobContext) -> int:
-        done = 0
-        while done < n and not ctx.should_stop():
-            time.sleep(step_s)
-            done += 1
-            ctx.report(done)
-        return done
-    return fn
-
-
-def test_a_session_that_ends_mid_run_frees_its_place_and_leaves_nothing_behind() -> None:
-    runner = JobRunner(workers=1, max_queue=4)
-    try:
-        gone = runner.submit("tab that closes", _steps(100_000))
-        waiting = runner.submit("tab that closes", _steps(100_000))
-        other = runner.submit("another student", _steps(5))
-        deadline = time.monotonic() + 10
-        while gone.state is not JobState.RUNNING:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-
-        runner.forget("tab that closes")
-        assert other.wait(10), "the next student's job never ran"
-        assert other.state is JobState.DONE and other.result == 5
-        assert gone.state is JobState.STOPPED and gone.result < 100_000
-        assert waiting.state is JobState.STOPPED and waiting.started_at is None  # it never started
-        assert runner.jobs() == [other]  # the ended session's jobs are gone from memory
-    finally:
-        runner.shutdown()
-
-
-def test_a_reloaded_session_takes_over_its_running_job() -> None:
-    runner = JobRunner(workers=1, max_queue=4)
-    try:
-        job = runner.submit("first tab", _steps(100_000), meta="run 1")
-        assert runner.adopt(job.id, "same student, new tab") is job
-        runner.forget("first tab")  # the old tab's session is dropped later: it must not stop the job
-        time.sleep(0.1)
-        assert job.state is JobState.RUNNING and runner.jobs_of("same student, new tab") == [job]
-        assert job.meta == "run 1"
-        job.stop()
-        assert job.wait(10)
-    finally:
-        runner.shutdown()
-
-
-def test_finished_jobs_are_dropped_after_their_time_to_live() -> None:
-    runner = JobRunner(workers=1, max_queue=4, ttl_seconds=0.2)
-    try:
-        first = runner.submit("a", _steps(1))
-        assert first.wait(10)
-        assert runner.jobs() == [first]  # kept for a while: the page shows its curves
-        time.sleep(0.3)
-        second = runner.submit("b", _steps(1))  # each submit drops what has expired
-        assert runner.jobs() == [second]
-        assert second.wait(10)
-    finally:
-        runner.shutdown()
-
-
-def test_on_end_sees_every_way_a_job_ends_and_cannot_break_the_runner() -> None:
-    runner = JobRunner(workers=1, max_queue=4)
-    ended: list[tuple[str, JobState, str | None]] = []
-
-    def note(job: Job) -> None:
-        ended.append((job.label, job.state, job.error))
-        if job.label == "fails":
-            raise OSError("No space left on device")  # e.g. the record could not be written
-
-    def boom(ctx: JobContext) -> None:
-        raise RuntimeError("boom")
-
-    try:
-        blocker = runner.submit("a", _steps(100_000), label="stopped", on_end=note)
-        never = runner.submit("a", _steps(1), label="never started", on_end=note)
-        never.stop()
-        fails = runner.submit("a", boom, label="fails", on_end=note)
-        done = runner.submit("a", _steps(3), label="done", on_end=note)
-        time.sleep(0.05)
-        blocker.stop()
-        assert done.wait(10) and fails.wait(10) and never.wait(10)
-        assert ended == [
-            ("stopped", JobState.STOPPED, None),
-            ("never started", JobState.STOPPED, None),
-            ("fails", JobState.FAILED, "The job failed: RuntimeError: boom"),
-            ("done", JobState.DONE, None),
-        ]
-        assert done.result == 3  # the runner went on after on_end raised
-    finally:
-        runner.shutdown()
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="a real CUDA out-of-memory error needs a CUDA GPU")
-def test_a_real_cuda_out_of_memory_ends_only_its_job_and_frees_the_memory() -> None:
-    runner = JobRunner(workers=1, max_queue=4)
-    before = torch.cuda.memory_allocated()
-
-    def hog(ctx: JobContext) -> None:
-        held = [torch.empty(1 << 28, device="cuda")]  # 1 GiB that the job holds when it fails
-        held.append(torch.empty(1 << 50, device="cuda"))  # 4 PiB: no GPU has it
-
-    def small(ctx: JobContext) -> float:
-        return float(torch.ones(1024, device="cuda").sum())
-
-    try:
-        failed = runner.submit("a", hog)
-        after = runner.submit("b", small)
-        assert failed.wait(60) and after.wait(60)
-        assert failed.state is JobState.FAILED and failed.error == OOM_MESSAGE
-        assert after.state is JobState.DONE and after.result == 1024.0
-        assert torch.cuda.memory_allocated() == before  # the failed job's gigabyte went back
-    finally:
-        runner.shutdown()

@@ -111,8 +111,8 @@ def test_offline_pretrained_falls_back_to_random_weights(tmp_path, monkeypatch) 
 
 def test_a_model_whose_feature_maps_would_not_fit_is_refused_before_it_is_built() -> None:
     from resnet_core import analyze
-    from resnet_core.settings import LIMITS
     from resnet_core.units import fmt_bytes
+    from server.settings import LIMITS
 
     # One stage of 2048 channels at full resolution: 41 M parameters, but 18 GiB of maps for one 512x512 image.
     link = {"preset": "custom", "blocks": "1", "block": "basic", "widths": "2048", "stem": "cifar",

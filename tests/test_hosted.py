@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_core.settings import Limits
+from server.settings import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "deploy" / "hosted.env"

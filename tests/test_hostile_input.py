@@ -24,8 +24,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from resnet_core import ResNetConfig, analyze
-from resnet_core.runs import RunStore, is_run_id
-from resnet_core.selection import CUSTOM, DEFAULT, MAX_PARAMS, check, from_query, to_query
+from server.runs import RunStore, is_run_id
+from server.selection import CUSTOM, DEFAULT, MAX_PARAMS, check, from_query, to_query
 from tests.test_pages import metrics, run_app
 from ui import state as K
 from ui.sidebar import literal_markdown

@@ -49,7 +49,6 @@ def test_a_race_starts_reports_and_stops() -> None:
 def test_cifar10_races_with_the_papers_recipe_and_says_where_its_files_go_when_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import resnet_core.data as data_mod
     from ui.lab import RACE_RECIPES
     from ui.training import dataset
 
@@ -58,7 +57,7 @@ def test_cifar10_races_with_the_papers_recipe_and_says_where_its_files_go_when_m
     recipe = (paper.batch_size, paper.lr, paper.momentum, paper.weight_decay, paper.augment)
     assert recipe == (128, 0.1, 0.9, 1e-4, True)
 
-    monkeypatch.setattr(data_mod, "DATA_DIR", tmp_path)  # an empty data folder: no CIFAR-10 here, no network
+    monkeypatch.setenv("RESNET_DATA_DIR", str(tmp_path))  # an empty data folder: no CIFAR-10 here, no network
     dataset.clear()
     at = run_app(page="residual_lab")
     at.radio(key="lab.data").set_value("cifar10").run()

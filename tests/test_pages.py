@@ -76,7 +76,7 @@ def test_custom_model_from_a_link() -> None:
          "stem": "cifar", "stem_width": "16", "shortcut": "C", "preact": "true", "input": "3x40x48", "batch": "8"}
     at = run_app(q)
     assert not at.exception and not at.warning
-    from resnet_core.selection import from_query
+    from server.selection import from_query
 
     sel, _ = from_query(q)
     report = analyze(sel.config, input_size=(3, 40, 48), batch_size=8)

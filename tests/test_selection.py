@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from resnet_core import PRESETS, ResNetConfig
-from resnet_core.selection import CUSTOM, DEFAULT, Selection, from_query, to_query
+from server.selection import CUSTOM, DEFAULT, Selection, from_query, to_query
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

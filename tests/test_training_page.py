@@ -117,11 +117,11 @@ def test_a_second_run_waits_in_the_queue_and_the_page_shows_its_place() -> None:
 def test_the_stop_after_control_follows_the_servers_cap(cap: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """RESNET_TRAIN_MAX_SECONDS bounds the "stop after" control on both training pages; a cap of 10 s or
     less leaves nothing to choose, and the page says the cap instead of offering an upside-down range."""
-    import resnet_core.settings
+    import server.settings
     import ui.training
 
-    limits = dataclasses.replace(resnet_core.settings.LIMITS, train_max_seconds=cap)
-    monkeypatch.setattr(resnet_core.settings, "LIMITS", limits)
+    limits = dataclasses.replace(server.settings.LIMITS, train_max_seconds=cap)
+    monkeypatch.setattr(server.settings, "LIMITS", limits)
     monkeypatch.setattr(ui.training, "LIMITS", limits)
     at = run_app(TINY, page="training")
     lab = run_app(TINY, page="residual_lab")

@@ -12,8 +12,8 @@ from resnet_core import Report, analyze, build_model
 from resnet_core.analysis import Level
 from resnet_core.export import to_onnx, to_safetensors
 from resnet_core.references import comparison
-from resnet_core.selection import Selection
-from resnet_core.settings import LIMITS
+from server.selection import Selection
+from server.settings import LIMITS
 from ui.diagram import block_diagram
 
 _HASH: dict[str | type, Callable[[Any], Any]] = {Selection: repr}  # a frozen dataclass: its repr is its value

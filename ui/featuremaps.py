@@ -16,8 +16,8 @@ from resnet_core import ResNet, build_model, load_pretrained
 from resnet_core.activations import Capture, capture
 from resnet_core.config import ResNetConfig
 from resnet_core.preprocess import Preprocess, for_input, from_weights_transforms, preprocess
-from resnet_core.settings import LIMITS
 from resnet_core.weights import fetch_checkpoint
+from server.settings import LIMITS
 from ui import state as K
 
 RANDOM, IMAGENET, TRAINED = "Random (seed 0)", "ImageNet-pretrained", "Trained in this session"

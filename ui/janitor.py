@@ -22,7 +22,7 @@ import torch
 from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from resnet_core.settings import LIMITS
+from server.settings import LIMITS
 
 GRACE_S = 2.0  # after the TTL: Streamlit drops an expired session on the next write to its session store
 TICK_S = 1.0

@@ -8,10 +8,11 @@ import torch
 from resnet_core.config import ResNetConfig
 from resnet_core.data import Dataset
 from resnet_core.images import load_sample, sample_images
-from resnet_core.jobs import Job, JobContext
-from resnet_core.lab import CIFAR_DEPTHS, SignalProfile, compare_at_init, race
+from resnet_core.lab import CIFAR_DEPTHS, SignalProfile, compare_at_init
 from resnet_core.preprocess import for_input, preprocess
 from resnet_core.train import RACE_RECIPES
+from server.jobs import Job
+from server.work import RaceJob
 from ui import state as K
 from ui.training import dataset, job_runner, owner
 
@@ -82,10 +83,8 @@ def describe_gradient(depth: int, batchnorm: bool, profiles: dict[str, SignalPro
 def start_race(racers: dict[str, ResNetConfig], data: Dataset, epochs: int, seconds: float) -> None:
     cfg = RACE_RECIPES[data.name].with_(epochs=epochs, max_seconds=seconds)
 
-    def fn(ctx: JobContext) -> object:
-        return race(racers, data, cfg, on_progress=ctx.report, should_stop=ctx.should_stop)
-
-    job = job_runner().submit(owner(), fn, label="race: " + " vs ".join(racers), max_seconds=seconds)
+    job = job_runner().submit(owner(), RaceJob(tuple(racers.items()), data.name, cfg),
+                              label="race: " + " vs ".join(racers), max_seconds=seconds)
     st.session_state.setdefault(K.LAB_RACES, []).append((tuple(racers), job.id))
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import streamlit as st
 
 from resnet_core.config import BLOCK_TYPES, PRESET_GROUPS, PRESETS, SHORTCUTS, STEMS, STRIDE_PLACEMENTS, ResNetConfig
-from resnet_core.runs import is_run_id
-from resnet_core.selection import (
+from server.runs import is_run_id
+from server.selection import (
     CUSTOM,
     DEFAULT,
     MAX_SIDE,

@@ -6,7 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -17,11 +17,12 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from resnet_core.config import ResNetConfig
 from resnet_core.data import Dataset, load_dataset
 from resnet_core.export import to_safetensors
-from resnet_core.jobs import Job, JobContext, JobRunner, QueueFull
-from resnet_core.runs import RunRecord, RunStore, new_run_id
-from resnet_core.settings import LIMITS, RUNS_DIR
-from resnet_core.train import Progress, TrainConfig, Trainer, TrainResult, training_flops
+from resnet_core.train import Progress, TrainConfig, training_flops
 from resnet_core.train.estimate import RunPlan, device_flops_per_s, plan_run, probe_images_per_s
+from server.jobs import Job, Jobs, QueueFull, connect, gpu_share
+from server.runs import RunRecord, RunStore, new_run_id
+from server.settings import ENGINE, LIMITS, RUNS_DIR
+from server.work import TrainJob
 from ui import state as K
 from ui.janitor import session_alive
 
@@ -61,10 +62,12 @@ def timeline(job: Job) -> str:
 
 
 @st.cache_resource
-def job_runner() -> JobRunner:
-    """One runner for the whole server: every session's jobs share its queue and its device."""
-    runner = JobRunner(workers=LIMITS.train_workers, max_queue=LIMITS.train_queue,
-                       max_seconds=LIMITS.train_max_seconds, ttl_seconds=LIMITS.job_ttl_seconds, name="train")
+def job_runner() -> Jobs:
+    """This server's handle on the queue that every session, and every replica on a cluster, shares: Ray is
+    started here on first use (or joined, with RESNET_RAY_ADDRESS)."""
+    connect(ENGINE.address, cpus=ENGINE.cpus, gpus=ENGINE.gpus)
+    runner = Jobs(workers=LIMITS.train_workers, max_queue=LIMITS.train_queue, max_seconds=LIMITS.train_max_seconds,
+                  ttl_seconds=LIMITS.job_ttl_seconds)
     threading.Thread(target=_watch_sessions, args=(runner,), name="train-sessions", daemon=True).start()
     return runner
 
@@ -99,7 +102,7 @@ def owner() -> str:
     return str(st.session_state[K.OWNER])
 
 
-def _watch_sessions(runner: JobRunner, every_s: float = 1.0) -> None:
+def _watch_sessions(runner: Jobs, every_s: float = 1.0) -> None:
     """Stop and forget the jobs of sessions whose browser has been gone for LIMITS.abandon_seconds: a closed
     tab frees its place in the queue, and nothing of an ended session stays in memory. A short network
     blip (the browser reconnects to the same session) or a visit to another page costs nothing."""
@@ -109,7 +112,7 @@ def _watch_sessions(runner: JobRunner, every_s: float = 1.0) -> None:
         if not Runtime.exists():  # AppTest runs pages without a server: no sessions to watch
             continue
         now = time.monotonic()
-        owners = {job.owner for job in runner.jobs()}
+        owners = runner.local_owners()
         for who in owners:
             if session_alive(who):
                 gone_since.pop(who, None)
@@ -145,32 +148,42 @@ class TrainedModel:
     input_size: tuple[int, int, int]
 
 
+def run_key(model_cfg: ResNetConfig, data_name: str, train_cfg: TrainConfig) -> str:
+    """What makes two runs the same run: model, data, recipe (limits included) and seed."""
+    return repr((model_cfg, data_name, train_cfg))
+
+
+def device_share(model_cfg: ResNetConfig, data: Dataset, train_cfg: TrainConfig) -> float | None:
+    """The fraction of a GPU a run asks for, from its training memory at its batch size (None without a GPU here:
+    every run takes one of the node's RESNET_TRAIN_WORKERS slots)."""
+    if not torch.cuda.is_available():
+        return None
+    from resnet_core.analysis import analyze
+
+    need = analyze(model_cfg, input_size=data.input_size, batch_size=train_cfg.batch_size).memory.total_bytes
+    return gpu_share(need, torch.cuda.get_device_properties(0).total_memory, LIMITS.train_workers)
+
+
 def start(model_cfg: ResNetConfig, data: Dataset, train_cfg: TrainConfig, label: str, *,
-          forward_flops: int | None = None) -> Run:
-    """Queue a training run for this session; its record on disk follows it from "queued" to its end.
-    `forward_flops`: the analysis's FLOPs per image at the data's size, when the page has it."""
+          forward_flops: int | None = None, expected_s: float | None = None) -> Run:
+    """Queue a training run for this session, or follow the identical run already queued or running (a class
+    pressing Start on the same defaults costs one run). Its record on disk follows it from "queued" to its end.
+    `forward_flops`: the analysis's FLOPs per image at the data's size; `expected_s`: the plan's time."""
     store, run_id = run_store(), new_run_id()
     record = RunRecord(run_id, label, state="queued", epochs=train_cfg.epochs)
+    run = Run(0, run_id, label, model_cfg, train_cfg, data.name)
 
-    def fn(ctx: JobContext) -> TrainResult:
+    def on_update(job: Job) -> None:  # on this server's refresh thread: one small file write per epoch
         nonlocal record
-        record = record.with_(state="running")
-        store.save(record)
-
-        def report(p: Progress) -> None:
-            nonlocal record
-            ctx.report(p)
-            if p.kind == "epoch":  # one small file write per epoch
-                record = record.with_(epoch=p.epoch, step=p.step, total_steps=p.total_steps, test_accuracy=p.test_acc)
-                store.save(record)
-
-        # Only the owner's Stop stops the trainer early: its own max_seconds is the time limit (the runner's cap
-        # is a backstop), so the result can say which of the two ended it.
-        return Trainer(model_cfg, data, train_cfg, on_progress=report, should_stop=lambda: ctx.job.stop_requested,
-                       forward_flops_per_image=forward_flops).run()
+        m = job.milestone or {}
+        record = record.with_(state=job.state.value, epoch=m.get("epoch", record.epoch),
+                              step=m.get("step", record.step), total_steps=m.get("total_steps", record.total_steps),
+                              test_accuracy=m.get("test_acc", record.test_accuracy))
+        if not job.state.finished:
+            store.save(record)
 
     def on_end(job: Job) -> None:
-        result: TrainResult | None = job.result
+        result = job.result
         if result is not None:
             store.save_weights(run_id, to_safetensors(result.model))  # first: a record that says so has them
         store.save(record.with_(state=job.state.value, error=job.error, has_weights=result is not None,
@@ -178,13 +191,18 @@ def start(model_cfg: ResNetConfig, data: Dataset, train_cfg: TrainConfig, label:
 
     store.save(record)
     try:
-        job = job_runner().submit(owner(), fn, label=label, on_end=on_end)
+        job = job_runner().submit(
+            owner(), TrainJob(model_cfg, data.name, train_cfg, forward_flops), label=label, meta=run,
+            key=run_key(model_cfg, data.name, train_cfg), tag=run_id, share=device_share(model_cfg, data, train_cfg),
+            expected_s=expected_s, on_update=on_update, on_end=on_end)
     except QueueFull:
         store.delete(run_id)
         raise
-    job.meta = run = Run(job.id, run_id, label, model_cfg, train_cfg, data.name)
+    if job.tag != run_id:  # it follows an identical run: that run's record and link are the ones to keep
+        store.delete(run_id)
+    run = replace(job.meta, job_id=job.id)
     st.session_state.setdefault(K.TRAIN_JOBS, []).append(run)
-    st.query_params[RUN_PARAM] = run_id  # a reload, even after a server restart, finds the run again
+    st.query_params[RUN_PARAM] = run.run_id  # a reload, even after a server restart, finds the run again
     return run
 
 
@@ -197,19 +215,20 @@ class LinkedRun:
 
 
 def linked_run() -> LinkedRun | None:
-    """The run named by this page's link (?run=...) when this session does not hold it. A job still on this
-    server is taken over by this session (a reload mid-run) and None is returned; otherwise what the disk
-    says of the run."""
+    """The run named by this page's link (?run=...) when this session does not hold it. A run still in the queue
+    or its results (on any replica of the app) is taken into this session and None is returned: adopted when its
+    owner was a session of this server that is gone (a reload), followed otherwise (a shared link). A run that is
+    no longer there is what the disk says of it."""
     run_id = st.query_params.get(RUN_PARAM)
     if not run_id or any(r.run_id == run_id for r in st.session_state.get(K.TRAIN_JOBS, [])):
         return None
     runner = job_runner()
-    for job in runner.jobs():
-        if isinstance(job.meta, Run) and job.meta.run_id == run_id:
-            if session_alive(job.owner):  # a link shared by someone whose tab is open: look, do not take
-                break
-            runner.adopt(job.id, owner())
-            st.session_state.setdefault(K.TRAIN_JOBS, []).append(job.meta)
+    job = runner.find(run_id)
+    if job is not None and isinstance(job.meta, Run):
+        reload = job.owner in runner.local_owners() and not session_alive(job.owner)
+        taken = runner.adopt(job.id, owner()) if reload else runner.follow(job.id, owner())
+        if taken is not None:
+            st.session_state.setdefault(K.TRAIN_JOBS, []).append(replace(job.meta, job_id=job.id))
             return None
     return LinkedRun(run_id, run_store().load(run_id))
 
@@ -223,6 +242,11 @@ def rerun_page_once_finished(job: Job, shown_key: str) -> None:
     in_fragment_rerun = ctx is not None and bool(ctx.fragment_ids_this_run)
     if job.state.finished and st.session_state.get(shown_key) != job.id and in_fragment_rerun:
         st.rerun(scope="app")
+
+
+def forget_run(run: Run) -> None:
+    """Take a run off this session's list (one it followed and left)."""
+    st.session_state[K.TRAIN_JOBS] = [r for r in st.session_state.get(K.TRAIN_JOBS, []) if r != run]
 
 
 def runs() -> list[tuple[Run, Job]]:

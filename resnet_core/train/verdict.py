@@ -6,9 +6,10 @@ from __future__ import annotations
 from .trainer import Progress, TrainResult
 
 
-def describe_end(p: Progress, *, max_seconds: float | None = None) -> str:
+def describe_end(p: Progress, *, max_seconds: float | None = None, by: str = "you") -> str:
     """Why and where a run ended, from its "done" report: "stopped at the 120 s limit at step 290 of 624
-    (epoch 1 of 2)", "finished 2 epochs", "stopped by you at step 80 of 624 (epoch 1 of 2)"."""
+    (epoch 1 of 2)", "finished 2 epochs", "stopped by you at step 80 of 624 (epoch 1 of 2)" (`by`: who pressed
+    Stop, as the reader knows them)."""
     where = f"at step {p.step:,} of {p.total_steps:,} (epoch {max(p.epoch, 1)} of {p.epochs})"
     if p.end == "finished" or p.end is None:
         return f"finished {p.epochs} epoch{'s' if p.epochs != 1 else ''} ({p.step:,} steps)"
@@ -17,7 +18,7 @@ def describe_end(p: Progress, *, max_seconds: float | None = None) -> str:
         return f"stopped at {limit} {where}"
     if p.end == "steps":
         return f"stopped at its step limit {where}"
-    return f"stopped by you {where}"
+    return f"stopped by {by} {where}"
 
 
 def explain_accuracy(result: TrainResult, num_classes: int) -> str | None:

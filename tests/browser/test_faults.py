@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
-from resnet_core.runs import is_run_id
+from server.runs import is_run_id
 from tests.test_training_page import TINY  # a model that starts training within seconds on two cores
 
 from .conftest import PAGE_TIMEOUT_MS, VIEWPORT, _free_port, streamlit_server
-from .helpers import expect, expect_rerun, screenshot, wait_for_app
+from .helpers import expect, screenshot, wait_for_app
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -42,9 +42,13 @@ def _open(browser: Browser, url: str) -> Page:
 def _start_run(page: Page, epochs: int) -> None:
     """Set the epochs and press "Start training" on the training page."""
     field = page.get_by_label("Epochs", exact=True)
-    with expect_rerun(page):
-        field.fill(str(epochs))
-        field.press("Enter")
+    field.fill(str(epochs))
+    field.press("Enter")
+    # The plan under the controls follows the epochs once the page has rerun (a quick rerun can end before a
+    # watcher of the page's running state sees it).
+    plan = page.get_by_text(re.compile(rf"^Before you start\..*(all {epochs} epochs|of {epochs} epochs)"))
+    expect(plan).to_be_visible(timeout=STEP_MS)
+    wait_for_app(page)
     page.get_by_role("button", name=re.compile("Start training")).click()
 
 

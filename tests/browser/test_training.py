@@ -15,9 +15,9 @@ from urllib.parse import urlencode
 import pytest
 
 from resnet_core.data import load_dataset
-from resnet_core.selection import from_query
-from resnet_core.settings import LIMITS
 from resnet_core.train import Progress, Trainer, default_recipe, resolve_device
+from server.selection import from_query
+from server.settings import LIMITS
 
 from .helpers import (
     expect,

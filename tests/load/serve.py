@@ -35,25 +35,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _snapshot(runner: Any, known: dict[int, dict[str, Any]]) -> None:
-    """Update `known` with every job the runner holds now; jobs it has dropped keep their last record."""
-    job_id, misses = 1, 0
-    while misses < 50:  # ids are consecutive; a few may already have been dropped by the runner
-        job = runner.get(job_id)
-        if job is None:
-            misses += 1
-        else:
-            misses = 0
-            known[job_id] = {
-                "id": job.id,
-                "owner": job.owner,
-                "label": job.label,
-                "state": job.state.value,
-                "error": job.error,
-                "submitted_at": job.submitted_at,
-                "started_at": job.started_at,
-                "finished_at": job.finished_at,
-            }
-        job_id += 1
+    """Update `known` with every job this server's client holds now; jobs it has dropped keep their last record."""
+    for job in runner.jobs():
+        known[job.id] = {
+            "id": job.id,
+            "owner": job.owner,
+            "label": job.label,
+            "state": job.state.value,
+            "error": job.error,
+            "submitted_at": job.submitted_at,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+        }
 
 
 def _record_jobs(path: Path) -> None:

@@ -19,15 +19,15 @@ checked against `RUN_ID` before it becomes part of a path, so no user text ever 
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+
+from resnet_core.export import write_atomically
 
 RunState = Literal["queued", "running", "done", "stopped", "failed"]
 UNFINISHED: tuple[str, ...] = ("queued", "running")
@@ -72,20 +72,6 @@ class RunRecord:
 
     def with_(self, **changes: Any) -> RunRecord:
         return replace(self, updated_at=time.time(), **changes)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a reader, or a crash at any moment, never sees a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RunStore:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from resnet_core import images
+
 
 def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
@@ -26,8 +28,8 @@ def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
 
 @dataclass(frozen=True)
 class Limits:
-    upload_max_bytes: int = 20 * 1024 * 1024  # RESNET_UPLOAD_MAX_BYTES
-    upload_max_pixels: int = 40_000_000  # RESNET_UPLOAD_MAX_PIXELS: width x height, checked from the header
+    upload_max_bytes: int = images.MAX_BYTES  # RESNET_UPLOAD_MAX_BYTES
+    upload_max_pixels: int = images.MAX_PIXELS  # RESNET_UPLOAD_MAX_PIXELS: width x height, checked from the header
     input_max_side: int = 2048  # RESNET_INPUT_MAX_SIDE: largest input height or width in the model picker
     batch_max: int = 1024  # RESNET_BATCH_MAX: largest batch size in the model picker (memory estimates)
     activation_max_side: int = 512  # RESNET_ACTIVATION_MAX_SIDE: largest input side for feature maps
@@ -49,7 +51,46 @@ class Limits:
         return cls(**{f.name: _env_int(env, f"RESNET_{f.name.upper()}", f.default) for f in fields(cls)})  # type: ignore[arg-type]
 
 
-LIMITS = Limits.from_env()
+@dataclass(frozen=True)
+class Engine:
+    """Where training runs: an embedded local Ray instance, or a cluster."""
+
+    address: str | None = None  # RESNET_RAY_ADDRESS: join this Ray cluster (host:port); unset: start one here
+    cpus: int | None = None  # RESNET_RAY_CPUS: CPUs of the embedded instance (default: every core)
+    gpus: int | None = None  # RESNET_RAY_GPUS: GPUs of the embedded instance (default: the ones Ray finds)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Engine:
+        cpus, gpus = env.get("RESNET_RAY_CPUS", "").strip(), env.get("RESNET_RAY_GPUS", "").strip()
+        return cls(address=env.get("RESNET_RAY_ADDRESS", "").strip() or None,
+                   cpus=_env_int(env, "RESNET_RAY_CPUS", 1) if cpus else None,
+                   gpus=_env_count(env, "RESNET_RAY_GPUS") if gpus else None)
+
+
+def _env_count(env: Mapping[str, str], name: str) -> int:
+    raw = env[name]
+    if not raw.strip().isdigit():
+        raise ValueError(f"environment variable {name}={raw!r} must be a whole number, 0 or more")
+    return int(raw)
+
+
+def _read() -> tuple[Limits, Engine, str | None]:
+    """The settings of this server; on a bad value, the defaults and the sentence that says what is wrong."""
+    try:
+        return Limits.from_env(), Engine.from_env(), None
+    except ValueError as e:
+        return Limits(), Engine(), f"This server's settings are wrong: {e}. Fix it and restart the server."
+
+
+LIMITS, ENGINE, SETTINGS_ERROR = _read()
+
+
+if __name__ == "__main__":  # `python -m server.settings`: check the settings before serving (deploy/serve)
+    import sys
+
+    if SETTINGS_ERROR:
+        sys.exit(SETTINGS_ERROR)
+    print(LIMITS, ENGINE, sep="\n")
 
 # Where run records and trained weights are written ($RESNET_RUNS_DIR, default `runs/` of the repository,
 # ignored by git). Datasets have their own folder, $RESNET_DATA_DIR (see resnet_core.data).

@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from .analysis import MAX_SIDE as ANALYSIS_MAX_SIDE
-from .analysis import analyze
-from .config import PRESETS, ResNetConfig
-from .settings import LIMITS
+from resnet_core.analysis import MAX_SIDE as ANALYSIS_MAX_SIDE
+from resnet_core.analysis import analyze
+from resnet_core.config import PRESETS, ResNetConfig
+from server.settings import LIMITS
 
 CUSTOM = "custom"
 # The app refuses inputs outside these bounds (the library itself accepts up to analysis.MAX_SIDE);
