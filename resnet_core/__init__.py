@@ -8,11 +8,26 @@
 This package never imports streamlit; the app's pages only lay out what it returns.
 """
 
-from .analysis import LayerRow, MemoryEstimate, Report, analyze
-from .config import PRESET_GROUPS, PRESETS, TORCHVISION_PRESETS, ResNetConfig, preset_name, resolve
-from .model import ResNet, build_model
-from .plan import plan
-from .weights import Pretrained, PretrainedUnavailable, load_pretrained
+import importlib
+from typing import Any
+
+# Where each name lives: imported on first use, so `import resnet_core.images` (the upload decoder, which a
+# server's settings read) does not import torch.
+_HOMES = {
+    "LayerRow": "analysis", "MemoryEstimate": "analysis", "Report": "analysis", "analyze": "analysis",
+    "PRESET_GROUPS": "config", "PRESETS": "config", "TORCHVISION_PRESETS": "config", "ResNetConfig": "config",
+    "preset_name": "config", "resolve": "config",
+    "ResNet": "model", "build_model": "model",
+    "Pretrained": "weights", "PretrainedUnavailable": "weights", "load_pretrained": "weights",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    return value
+
 
 __all__ = [
     "PRESETS",
@@ -28,7 +43,6 @@ __all__ = [
     "analyze",
     "build_model",
     "load_pretrained",
-    "plan",
     "preset_name",
     "resolve",
 ]
