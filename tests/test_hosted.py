@@ -83,6 +83,17 @@ def container_command() -> list[str]:
     return list(json.loads(next(line for line in lines if line.startswith("CMD ")).removeprefix("CMD ")))
 
 
+def test_the_library_reads_no_setting_and_the_server_names_a_bad_one_before_it_starts() -> None:
+    env = {**os.environ, "RESNET_INPUT_MAX_SIDE": "abc"}
+    library = subprocess.run([sys.executable, "-c", "import resnet_core, resnet_core.images, resnet_core.train"],
+                             env=env, capture_output=True, text=True, cwd=ROOT)
+    assert library.returncode == 0, library.stderr
+    check = subprocess.run([sys.executable, "-m", "server.settings"], env=env, capture_output=True, text=True,
+                           cwd=ROOT)
+    assert check.returncode != 0 and "RESNET_INPUT_MAX_SIDE='abc' must be a whole number" in check.stderr
+    assert "Traceback" not in check.stderr  # one sentence, the one deploy/serve prints before it stops
+
+
 def test_the_image_installs_what_make_run_installs_and_copies_no_local_state() -> None:
     lines = (ROOT / "deploy" / "Dockerfile").read_text().splitlines()
     assert [line for line in lines if line.startswith("RUN ")] == ["RUN pip install --no-cache-dir -r requirements.txt"]
