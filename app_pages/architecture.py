@@ -32,17 +32,19 @@ st.caption(
 )
 
 m = st.columns(4)
-m[0].metric("Parameters (trainable)", f"{report.trainable_params:,}", help=f"{fmt_count(report.trainable_params)}")
+m[0].metric("Parameters (trainable)", f"{report.trainable_params:,}",
+            help=fmt_count(report.trainable_params, "parameters"))
 m[1].metric(
     "MACs per image",
-    f"{fmt_count(report.total_macs)}MACs",
+    fmt_count(report.total_macs, "MACs"),
     help=f"{report.total_macs:,} multiply-accumulates of the convolutions and the linear layer, for one image",
 )
-m[2].metric("FLOPs per image", f"{fmt_count(report.total_flops)}FLOPs", help="FLOPs = 2 × MACs (a multiply and an add)")
+m[2].metric("FLOPs per image", fmt_count(report.total_flops, "FLOPs"), help="FLOPs = 2 × MACs (a multiply and an add)")
 m[3].metric(
-    "Receptive field",
+    "Receptive field (theoretical)",
     f"{report.receptive_field} px",
-    help=f"Input pixels that can reach one unit of the last feature map; neighbouring units are {report.jump} px apart",
+    help=f"Input pixels that can reach one unit of the last feature map, from kernels and strides alone (the "
+    f"effective one, where most of the influence lies, is smaller); neighbouring units are {report.jump} px apart",
 )
 m = st.columns(4)
 m[0].metric(
@@ -58,7 +60,7 @@ m[2].metric(
     "Training memory (batch)",
     fmt_bytes(mem.total_bytes),
     help=(
-        f"float32, SGD with momentum: parameters {fmt_bytes(mem.param_bytes)} + gradients {fmt_bytes(mem.grad_bytes)}"
+        f"float32 (BN too), SGD with momentum: parameters {fmt_bytes(mem.param_bytes)} + gradients {fmt_bytes(mem.grad_bytes)}"
         f" + momentum {fmt_bytes(mem.optimizer_bytes)} + activations kept for backward "
         f"{fmt_bytes(mem.saved_activation_bytes)}"
     ),
@@ -67,6 +69,8 @@ last = next(r for r in reversed(report.rows) if r.receptive_field is not None)
 m[3].metric(
     "Last feature map", "×".join(map(str, last.output_shape[1:])), help="channels × height × width, before pooling"
 )
+for note in report.warnings:  # what a teacher should know about this model at this input
+    st.caption(f":material/info: {note}")
 
 tab_table, tab_charts, tab_diagram, tab_refs, tab_how, tab_export = st.tabs(
     ["Layer table", "Charts", "Diagram", "Against the references", "How it works", "Export"]

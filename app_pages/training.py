@@ -101,8 +101,9 @@ with c2:
     seconds = seconds_control(st.slider, "Stop after (seconds)", 120, K.TRAIN_SECONDS)
     report = analyze(model_cfg, input_size=data.input_size)
     st.caption(
-        f"{sel.label} on {'×'.join(map(str, data.input_size))}: {fmt_count(report.total_params)}parameters, "
-        f"{fmt_count(training_flops(report.total_flops))}FLOPs per training image (forward + backward ≈ 3 × forward). "
+        f"{sel.label} on {'×'.join(map(str, data.input_size))}: {fmt_count(report.total_params, 'parameters')}, "
+        f"{fmt_count(training_flops(report.total_flops), 'FLOPs')} per training image "
+        "(forward + backward ≈ 3 × forward). "
         f"Recipe: {OPTIMIZER_NAMES[recipe.optimizer]} with a {recipe.warmup_epochs:g}-epoch warm-up and a cosine decay"
         + (", each residual branch's last BN starting at zero" if recipe.zero_init_residual and model_cfg.residual
            else "")

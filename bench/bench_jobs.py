@@ -25,7 +25,7 @@ submit to the last result, how many runs trained, the CPU seconds of the submitt
 (`time.process_time()`: every thread of the process that stands in for Streamlit, training included where it
 trains in-process) and that as % of one core, and how long one round of polls took (p95).
 
-    .venv/bin/python bench/bench_jobs.py                        # 30 students, 40 steps each; about 10 min on 2 cores
+    .venv/bin/python bench/bench_jobs.py                        # 30 students, 40 steps each; about 5 min on 2 cores
     .venv/bin/python bench/bench_jobs.py --quick                # 6 students, 10 steps: a smoke check
     .venv/bin/python bench/bench_jobs.py --students 60 --steps 20 --same 0.8
 """

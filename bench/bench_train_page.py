@@ -19,7 +19,7 @@ server process and the browser's processes (page), and the websocket traffic the
 
     .venv/bin/python bench/bench_train_page.py                   # resnet20, 3 x 60 s each way; about 10 min
     .venv/bin/python bench/bench_train_page.py --reps 5 --seconds 60
-    .venv/bin/python bench/bench_train_page.py --threads 1       # torch threads in the server and the bare runs
+    .venv/bin/python bench/bench_train_page.py --threads 1       # torch threads of the run and of the bare runs
     .venv/bin/python bench/bench_train_page.py --set runner.postScriptGC=false   # A/B: a second server with it
     .venv/bin/python bench/bench_train_page.py --pin   # trainer/server on CPU 0, the browser on the others
 
@@ -374,6 +374,9 @@ def main() -> int:
         args.threads = args.threads or 1
     if args.threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
+        # The run trains in a Ray worker of the server's embedded instance: one slot of this many CPUs, whose
+        # torch threads are as many (with --pin the instance inherits the server's CPU).
+        env["RESNET_RAY_CPUS"] = str(args.threads)
     from resnet_core.data import load_dataset
 
     _, train_cfg, query = page_settings(args.preset, args.seconds, load_dataset("builtin", download=False))

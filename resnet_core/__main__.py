@@ -47,10 +47,10 @@ def format_summary(report: Report, level: Level = "layer") -> str:
         table,
         "",
         f"input {c}x{h}x{w}, batch {report.batch_size}",
-        f"parameters:        {report.total_params:,} ({fmt_count(report.total_params)})",
-        f"MACs per image:    {report.total_macs:,} ({fmt_count(report.total_macs)}MACs, multiply-accumulates "
+        f"parameters:        {report.total_params:,} ({fmt_count(report.total_params, 'parameters')})",
+        f"MACs per image:    {report.total_macs:,} ({fmt_count(report.total_macs, 'MACs')}, multiply-accumulates "
         "of convs and linear layers)",
-        f"FLOPs per image:   {report.total_flops:,} ({fmt_count(report.total_flops)}FLOPs = 2 x MACs)",
+        f"FLOPs per image:   {report.total_flops:,} ({fmt_count(report.total_flops, 'FLOPs')} = 2 x MACs)",
         f"torchinfo Mult-Adds (batch): {report.torchinfo_mult_adds:,} (also counts BatchNorm parameters and "
         "the linear bias)",
         f"weighted layers:   {report.weighted_layers}",

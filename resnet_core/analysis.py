@@ -52,7 +52,10 @@ class LayerRow:
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Training memory at one batch size (one optimizer step, float32)."""
+    """Training memory at one batch size for one optimizer step, every tensor at `dtype_bytes` per value (BN's
+    weight and bias among the parameters, in the same dtype). Left out: BN's running statistics (two buffers per
+    channel), the CUDA context and the allocator's cache, cuDNN workspaces, the input batch, and temporaries that
+    autograd frees within the step."""
 
     param_bytes: int
     grad_bytes: int
@@ -115,7 +118,8 @@ class Report:
 
     @property
     def receptive_field(self) -> int:
-        """Receptive field in pixels at the last spatial layer (before global pooling)."""
+        """The theoretical receptive field in pixels at the last spatial layer (before global pooling): the input
+        pixels that can influence one output, from kernels and strides alone (the effective one is smaller)."""
         rf = self._last_spatial.receptive_field
         assert rf is not None
         return rf
@@ -126,6 +130,19 @@ class Report:
         j = self._last_spatial.jump
         assert j is not None
         return j
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What a teacher should know about this model at this input, in sentences (empty when nothing)."""
+        out = []
+        _, h, w = self.input_size
+        if min(h, w) < self.jump:
+            out.append(f"The input ({h}×{w}) is smaller than the network's total stride ({self.jump}): its last "
+                       "stages see a single padded pixel, or less, and learn little of where things are.")
+        if self.receptive_field > max(h, w):
+            out.append(f"The theoretical receptive field ({self.receptive_field} px) is larger than the input "
+                       f"({h}×{w}): the last layers see all of the image, and padding beyond it.")
+        return tuple(out)
 
     @property
     def weighted_layers(self) -> int:
@@ -337,9 +354,14 @@ def _walk(p: Plan, input_size: tuple[int, int, int], batch_size: int, dtype_byte
     return Report(cfg, input_size, batch_size, rows, memory, dtype_bytes, wk.bn_params, wk.linear_bias)
 
 
+def _whole(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def check_input(input_size: tuple[int, int, int], batch_size: int, cfg: ResNetConfig) -> None:
-    if len(input_size) != 3:
-        raise ValueError(f"input_size={input_size!r} must be (channels, height, width)")
+    if not isinstance(input_size, tuple | list) or len(input_size) != 3 or not all(map(_whole, input_size)):
+        raise ValueError(f"input_size={input_size!r} must be (channels, height, width): three whole numbers, "
+                         "e.g. (3, 224, 224)")
     c, h, w = input_size
     if c != cfg.in_channels:
         raise ValueError(f"input has {c} channels but the model expects in_channels={cfg.in_channels}")
@@ -367,6 +389,14 @@ def analyze(
     Raises ValueError for an input the model cannot take (wrong channels, size or batch out of range).
     """
     cfg = resolve(model)
-    input_size = tuple(input_size)  # type: ignore[assignment]
     check_input(input_size, batch_size, cfg)
-    return _walk(_plan(cfg), input_size, batch_size, dtype_bytes)
+    if not _whole(dtype_bytes) or not 1 <= dtype_bytes <= 8:
+        raise ValueError(f"dtype_bytes={dtype_bytes!r} must be the bytes of one value: 4 for float32, 2 for "
+                         "bfloat16 or float16, 8 for float64")
+    return _walk(_plan(cfg), tuple(input_size), batch_size, dtype_bytes)  # type: ignore[arg-type]
+
+
+def param_count(model: str | ResNetConfig) -> int:
+    """The parameters of a model, counted from its plan without building it."""
+    cfg = resolve(model)
+    return analyze(cfg, input_size=(cfg.in_channels, 224, 224)).total_params

@@ -222,6 +222,9 @@ def resolve(model: str | ResNetConfig) -> ResNetConfig:
     """A preset name or a config -> a config."""
     if isinstance(model, ResNetConfig):
         return model
+    if not isinstance(model, str):
+        raise ValueError(f"a model is a ResNetConfig or the name of a preset such as 'resnet50', not a "
+                         f"{type(model).__name__}")
     try:
         return PRESETS[model]
     except KeyError:

@@ -83,15 +83,29 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(x, 1))  # (B, num_classes)
 
 
+MAX_PARAMS = 200_000_000  # build_model's default bound: twice wide_resnet101_2 (127 M), far below a host's memory
+
+
 def build_model(
-    model: str | ResNetConfig, *, device: str | torch.device | None = None, seed: int | None = None
+    model: str | ResNetConfig, *, device: str | torch.device | None = None, seed: int | None = None,
+    max_params: int | None = MAX_PARAMS,
 ) -> ResNet:
     """A fresh, randomly initialised ResNet for a preset name or a config.
 
     `seed` makes the weights reproducible without touching the global random state;
     `device="meta"` builds the module tree without allocating any weights (for shapes only).
+    A config above `max_params` parameters is refused before anything is allocated (None: no bound).
     """
     cfg = resolve(model)
+    if max_params is not None and device != "meta":
+        from .analysis import param_count
+        from .units import fmt_count
+
+        n = param_count(cfg)
+        if n > max_params:
+            raise ValueError(f"this model has {fmt_count(n, 'parameters')} ({n * 4 / 2**30:,.1f} GiB in float32), "
+                             f"more than the {fmt_count(max_params, 'parameters')} that build_model allows; choose "
+                             "fewer or narrower blocks, or pass max_params to build it anyway")
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 
-def fmt_count(n: float, digits: int = 2) -> str:
-    """4_089_184_256 -> '4.09 G'; the unit (MACs, FLOPs, params) follows in the caller's text."""
+def fmt_count(n: float, unit: str = "", digits: int = 2) -> str:
+    """A count with an SI prefix and its unit: (4_089_184_256, "MACs") -> '4.09 GMACs' (a unit symbol takes the
+    prefix), (23_528_522, "parameters") -> '23.53 M parameters' (a word stands apart), (512, "FLOPs") -> '512 FLOPs'."""
+    word = unit[:1].islower()
     for value, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= value:
-            return f"{n / value:.{digits}f} {prefix}"
-    return f"{n:.0f} "
+            return f"{n / value:.{digits}f} {prefix}{' ' if word and unit else ''}{unit}".rstrip()
+    return f"{n:.0f} {unit}".rstrip()
 
 
 def fmt_bytes(n: float) -> str:

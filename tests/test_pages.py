@@ -55,10 +55,11 @@ def test_default_page_shows_resnet50_exactly() -> None:
     shown = metrics(at)
     report = analyze("resnet50")
     assert shown["Parameters (trainable)"] == f"{report.trainable_params:,}" == "25,557,032"
-    assert shown["MACs per image"] == f"{fmt_count(report.total_macs)}MACs" == "4.09 GMACs"
+    assert shown["MACs per image"] == fmt_count(report.total_macs, "MACs") == "4.09 GMACs"
     assert shown["FLOPs per image"] == "8.18 GFLOPs"
-    assert shown["Receptive field"] == f"{report.receptive_field} px"
+    assert shown["Receptive field (theoretical)"] == f"{report.receptive_field} px"
     assert shown["Weighted layers"] == "50"
+    assert report.warnings and all(any(w in c.value for c in at.caption) for w in report.warnings)  # said, not hidden
     assert at.query_params["preset"] == ["resnet50"] or at.query_params["preset"] == "resnet50"
 
 
@@ -120,10 +121,10 @@ def test_out_of_range_input_is_refused_next_to_the_control() -> None:
     at = run_app({"preset": "resnet18"})
     at.number_input(key="picker.side").set_value(5000).run()
     assert any("5000 is out of range" in e.value for e in at.sidebar.error)
-    assert metrics(at)["MACs per image"] == f"{fmt_count(analyze('resnet18').total_macs)}MACs"
+    assert metrics(at)["MACs per image"] == fmt_count(analyze("resnet18").total_macs, "MACs")
     at.number_input(key="picker.side").set_value(320).run()
     assert not at.sidebar.error
-    assert metrics(at)["MACs per image"] == f"{fmt_count(analyze('resnet18', input_size=(3, 320, 320)).total_macs)}MACs"
+    assert metrics(at)["MACs per image"] == fmt_count(analyze("resnet18", input_size=(3, 320, 320)).total_macs, "MACs")
 
 
 def test_choosing_a_cifar_preset_gives_a_cifar_input() -> None:

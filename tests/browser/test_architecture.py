@@ -32,7 +32,7 @@ def _params(report: Report) -> str:
 
 
 def _macs(report: Report) -> str:
-    return f"{fmt_count(report.total_macs)}MACs"
+    return fmt_count(report.total_macs, "MACs")
 
 
 def _query(page: Page) -> dict[str, str]:

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
@@ -50,6 +51,8 @@ def ray_head(tmp_path: Path) -> tuple[str, dict[str, str]]:
     finally:
         # Only this head: its processes are the ones whose command line names its session folder.
         subprocess.run(["pkill", "-f", str(temp)], check=False)
+        time.sleep(2)
+        subprocess.run(["pkill", "-9", "-f", str(temp)], check=False)  # the GCS outlives a SIGTERM
         shutil.rmtree(temp, ignore_errors=True)
 
 
