@@ -60,8 +60,8 @@ m[2].metric(
     "Training memory (batch)",
     fmt_bytes(mem.total_bytes),
     help=(
-        f"float32 (BN too), SGD with momentum: parameters {fmt_bytes(mem.param_bytes)} + gradients {fmt_bytes(mem.grad_bytes)}"
-        f" + momentum {fmt_bytes(mem.optimizer_bytes)} + activations kept for backward "
+        f"float32 (BN too), SGD with momentum: parameters {fmt_bytes(mem.param_bytes)} + gradients "
+        f"{fmt_bytes(mem.grad_bytes)} + momentum {fmt_bytes(mem.optimizer_bytes)} + activations kept for backward "
         f"{fmt_bytes(mem.saved_activation_bytes)}"
     ),
 )

@@ -171,7 +171,6 @@ class RunActor:
     then ended by the queue."""
 
     def __init__(self, threads: int, queue_name: str) -> None:
-        import torch
 
         from resnet_core.train.trainer import History
         from server.work import worker_dataset

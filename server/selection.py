@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from resnet_core.analysis import MAX_SIDE as ANALYSIS_MAX_SIDE
 from resnet_core.analysis import analyze
 from resnet_core.config import PRESETS, ResNetConfig
+from resnet_core.model import MAX_PARAMS
 from server.settings import LIMITS
 
 CUSTOM = "custom"
@@ -24,9 +25,8 @@ CUSTOM = "custom"
 MIN_SIDE, MAX_SIDE = 8, min(LIMITS.input_max_side, ANALYSIS_MAX_SIDE)
 MAX_BATCH = LIMITS.batch_max
 # Weights the app will hold: the feature-maps, training and export views build the model (float32, 4 bytes a
-# parameter, one copy per session), so a short link must not ask for terabytes. About 3x the largest preset
-# (wide_resnet50_2, 68.9M).
-MAX_PARAMS = 200_000_000
+# parameter, one copy per session), so a short link must not ask for terabytes: build_model's own bound,
+# resnet_core.model.MAX_PARAMS.
 MAX_QUERY_VALUE = 200  # characters; longer values are refused unread
 
 

@@ -33,12 +33,13 @@ def test_dtype_bytes_must_be_the_bytes_of_one_value(dtype_bytes: object) -> None
 
 
 def test_param_count_is_torchvisions_and_the_bound_refuses_before_allocating() -> None:
+    wide101 = PRESETS["resnet101"].with_(width_per_group=128)  # torchvision's wide_resnet101_2
     truth = sum(p.numel() for p in torchvision.models.wide_resnet101_2().parameters())
-    assert param_count("wide_resnet101_2") == truth  # 126.9 M: under the default bound
+    assert param_count(wide101) == truth  # 126.9 M: under the default bound
     assert truth < MAX_PARAMS
     allows = r"126\.89 M parameters .* more than the 100\.00 M parameters that build_model allows"
     with pytest.raises(ValueError, match=allows):
-        build_model("wide_resnet101_2", max_params=100_000_000)
+        build_model(wide101, max_params=100_000_000)
     # Tens of billions of parameters (hundreds of GB in float32): refused at once, where a build would exhaust the
     # machine's memory.
     huge = PRESETS["resnet50"].with_(widths=(2048, 2048, 2048, 2048), width_per_group=512)
@@ -64,3 +65,10 @@ def test_warnings_say_when_the_input_is_smaller_than_the_stride_or_the_receptive
     assert feats.shape[-2:] == (1, 1)
     big = analyze("resnet20", input_size=(3, 256, 256))
     assert big.warnings == ()  # a CIFAR net on a large input: nothing to say
+
+
+
+def test_the_app_and_the_library_share_one_bound() -> None:
+    from server import selection
+
+    assert selection.MAX_PARAMS is MAX_PARAMS
