@@ -4,18 +4,49 @@ dataset travels as its name and is read once per worker process, never sent with
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
+
+from resnet_core import data as data_module
 from resnet_core.config import ResNetConfig
-from resnet_core.data import Dataset, load_dataset
+from resnet_core.data import Dataset, default_data_dir, load_dataset
+from resnet_core.export import write_atomically
 from resnet_core.train.config import TrainConfig
 
 
 @functools.lru_cache(maxsize=3)
 def worker_dataset(name: str) -> Dataset:
-    """A dataset as a worker holds it: read (or made) once per process, shared by the jobs it runs."""
-    return load_dataset(name, download=False)
+    """A dataset as a worker holds it: read once per process, shared by the jobs it runs. The built-in shapes
+    are drawn once per machine and read back from a file after that: drawing them takes a few seconds of CPU,
+    which every new worker would otherwise take from the run training beside it."""
+    return _builtin_from_file() if name == "builtin" else load_dataset(name, download=False)
+
+
+def _builtin_from_file() -> Dataset:
+    source = hashlib.sha256(Path(data_module.__file__).read_bytes()).hexdigest()[:16]  # redrawn if the code changes
+    path = default_data_dir() / f"builtin-{source}.safetensors"
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = json.loads(f.metadata()["dataset"])
+            tensors = {k: f.get_tensor(k) for k in ("x_train", "y_train", "x_test", "y_test")}
+        return Dataset("builtin", tuple(meta["classes"]), **tensors, mean=tuple(meta["mean"]), std=tuple(meta["std"]))
+    except (OSError, KeyError, ValueError, SafetensorError):  # not there yet (or unreadable): draw it
+        pass
+    data = load_dataset("builtin")
+    tensors = {"x_train": data.x_train, "y_train": data.y_train, "x_test": data.x_test, "y_test": data.y_test}
+    meta = json.dumps({"classes": data.classes, "mean": data.mean, "std": data.std})
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, save(tensors, metadata={"dataset": meta}))
+    except OSError:  # a read-only data folder: every worker draws its own
+        pass
+    return data
 
 
 @dataclass(frozen=True)

@@ -326,3 +326,20 @@ def cuda_hog(ctx: JobContext) -> None:
 
 def cuda_small(ctx: JobContext) -> float:
     return float(torch.ones(1024, device="cuda").sum())
+
+
+def test_workers_read_the_built_in_shapes_from_one_file_drawn_once(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from resnet_core.data import load_dataset
+    from server.work import _builtin_from_file
+
+    monkeypatch.setenv("RESNET_DATA_DIR", str(tmp_path))
+    drawn = _builtin_from_file()
+    (cached,) = tmp_path.glob("builtin-*.safetensors")
+    read = _builtin_from_file()  # a second worker: reads the file
+    truth = load_dataset("builtin")
+    for d in (drawn, read):
+        assert all(torch.equal(getattr(d, k), getattr(truth, k)) for k in ("x_train", "y_train", "x_test", "y_test"))
+        assert (d.classes, d.mean, d.std) == (truth.classes, truth.mean, truth.std)
+    cached.write_bytes(b"not a safetensors file")  # a damaged file is drawn again, never trusted
+    assert torch.equal(_builtin_from_file().x_test, truth.x_test)
