@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 import streamlit as st
 
 from resnet_core import blocks as block_module
@@ -11,7 +9,15 @@ from resnet_core.tables import LEVELS
 from resnet_core.units import fmt_bytes, fmt_count
 from server.selection import CUSTOM
 from ui import state as K
-from ui.cache import diagram_for, export_onnx, export_safetensors, reference_table, report_for, table_for
+from ui.cache import (
+    block_source,
+    diagram_for,
+    export_onnx,
+    export_safetensors,
+    reference_table,
+    report_for,
+    table_for,
+)
 from ui.charts import along_depth, per_stage
 from ui.diagram import default_expanded
 from ui.sidebar import current_selection
@@ -201,7 +207,7 @@ with tab_how:
     if cfg.residual and cfg.shortcut == "A":
         classes.add(block_module.ZeroPadShortcut)
     for cls in sorted(classes, key=lambda k: k.__name__):
-        st.code(inspect.getsource(cls), language="python")
+        st.code(block_source(cls), language="python")
 
 with tab_export:
     st.markdown(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -46,3 +49,15 @@ def export_onnx(sel: Selection) -> bytes:
 
 def export_safetensors(sel: Selection) -> bytes:
     return to_safetensors(build_model(sel.config))
+
+
+_SOURCE_LOCK = threading.Lock()
+
+
+@functools.cache
+def block_source(cls: type) -> str:
+    """The source code of a block class, read once per server. `inspect.getsource` parses the whole module with
+    `ast`, which Python 3.11 before 3.11.8 cannot do from two threads at once ("SystemError: AST constructor
+    recursion depth mismatch", seen when five sessions opened this page together): one parse at a time."""
+    with _SOURCE_LOCK:
+        return inspect.getsource(cls)
