@@ -23,6 +23,7 @@ import itertools
 import math
 import os
 import pickle
+import sys
 import threading
 import time
 import traceback
@@ -771,15 +772,15 @@ class Jobs:
         self.refresh([job_id])
 
     def adopt(self, job_id: int, owner: str) -> Job | None:
-        if not ray.get(self.queue.adopt.remote(job_id, owner)):
-            return None
-        with self._lock:
-            self._local.add(owner)
-        return self._track(job_id)
+        """`owner`, a session of this process, takes the job over (a reload)."""
+        return self._join(self.queue.adopt, job_id, owner)
 
     def follow(self, job_id: int, who: str) -> Job | None:
         """`who`, a session of this process, follows a job someone else owns."""
-        if not ray.get(self.queue.follow.remote(job_id, who)):
+        return self._join(self.queue.follow, job_id, who)
+
+    def _join(self, method: Any, job_id: int, who: str) -> Job | None:
+        if not ray.get(method.remote(job_id, who)):
             return None
         with self._lock:
             self._local.add(who)
@@ -845,6 +846,9 @@ class Jobs:
             if job._update(snaps[job_id]):
                 _call(job.on_update, job)
             if job.state.finished and not was_finished:
+                if job.state is JobState.FAILED and job.on_end is not None:  # its app logs why, once
+                    if (log := ray.get(self.queue.log.remote(job_id))) is not None:
+                        print(f"job {job_id} ({job.label}) failed:\n{log}", file=sys.stderr)
                 _call(job.on_end, job)
                 job.on_update = job.on_end = None
 
