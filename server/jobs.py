@@ -846,9 +846,9 @@ class Jobs:
             if job._update(snaps[job_id]):
                 _call(job.on_update, job)
             if job.state.finished and not was_finished:
-                if job.state is JobState.FAILED and job.on_end is not None:  # its app logs why, once
-                    if (log := ray.get(self.queue.log.remote(job_id))) is not None:
-                        print(f"job {job_id} ({job.label}) failed:\n{log}", file=sys.stderr)
+                failed_here = job.state is JobState.FAILED and job.on_end is not None  # its app logs why, once
+                if failed_here and (log := ray.get(self.queue.log.remote(job_id))) is not None:
+                    print(f"job {job_id} ({job.label}) failed:\n{log}", file=sys.stderr)
                 _call(job.on_end, job)
                 job.on_update = job.on_end = None
 
