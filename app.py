@@ -5,6 +5,13 @@ would run a deep-linked page without this router and its sidebar.)"""
 
 from __future__ import annotations
 
+import os
+
+# Before anything imports torch: OpenMP reads this once, when torch loads it. Torch's idle threads otherwise spin
+# after each forward pass, taking a core from the browser on a small host (a feature-map layer switch: 248 ms median
+# with spinning threads, 176 ms without; docs/benchmarks.md). A host that wants spinning threads sets it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import streamlit as st
 
 from server.settings import SETTINGS_ERROR
@@ -19,6 +26,7 @@ watch_this_session()
 
 pages = [
     st.Page("app_pages/architecture.py", title="Architecture", icon=":material/account_tree:", default=True),
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("app_pages/feature_maps.py", title="Feature maps", icon=":material/biotech:"),
     st.Page("app_pages/training.py", title="Training", icon=":material/monitoring:"),
     st.Page("app_pages/residual_lab.py", title="Why residuals work", icon=":material/science:"),

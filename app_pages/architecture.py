@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from resnet_core import blocks as block_module
-from resnet_core.tables import LEVELS
-from resnet_core.units import fmt_bytes, fmt_count
+from resnet_core.tables import LEVELS, to_csv
+from resnet_core.units import FLOPS_RULE, fmt_bytes, fmt_count
 from server.selection import CUSTOM
 from ui import state as K
 from ui.cache import (
     block_source,
+    charts_for,
     diagram_for,
     export_onnx,
     export_safetensors,
@@ -18,7 +20,6 @@ from ui.cache import (
     report_for,
     table_for,
 )
-from ui.charts import along_depth, per_stage
 from ui.diagram import default_expanded
 from ui.sidebar import current_selection
 
@@ -45,7 +46,7 @@ m[1].metric(
     fmt_count(report.total_macs, "MACs"),
     help=f"{report.total_macs:,} multiply-accumulates of the convolutions and the linear layer, for one image",
 )
-m[2].metric("FLOPs per image", fmt_count(report.total_flops, "FLOPs"), help="FLOPs = 2 × MACs (a multiply and an add)")
+m[2].metric("FLOPs per image", fmt_count(report.total_flops, "FLOPs"), help=FLOPS_RULE)
 m[3].metric(
     "Receptive field (theoretical)",
     f"{report.receptive_field} px",
@@ -53,9 +54,8 @@ m[3].metric(
     f"effective one, where most of the influence lies, is smaller); neighbouring units are {report.jump} px apart",
 )
 m = st.columns(4)
-m[0].metric(
-    "Weighted layers", report.weighted_layers, help="Convs and the fc layer on the main path (shortcuts not counted)"
-)
+m[0].metric("Weighted layers", f"{report.weighted_layers:,}",
+            help="Convs and the fc layer on the main path (shortcuts not counted)")
 m[1].metric(
     "Activation memory (batch)",
     fmt_bytes(report.activation_bytes),
@@ -78,31 +78,35 @@ m[3].metric(
 for note in report.warnings:  # what a teacher should know about this model at this input
     st.caption(f":material/info: {note}")
 
-tab_table, tab_charts, tab_diagram, tab_refs, tab_how, tab_export = st.tabs(
-    ["Layer table", "Charts", "Diagram", "Against the references", "How it works", "Export"]
-)
+number = st.column_config.NumberColumn
 
-with tab_table:
+
+def layer_table() -> None:
     labels = {"stage": "Stages", "block": "Blocks", "layer": "Every layer"}
     cols = st.columns([2, 2, 1])
     with cols[0]:
         level = st.segmented_control(
-            "Level", LEVELS, format_func=labels.get, key=K.TABLE_LEVEL, default="block", required=True
+            "Level", LEVELS, format_func=labels.get, key=K.TABLE_LEVEL, default="block", required=True,
+            persist_state="page",
         )
     stages = ["stem", *(f"layer{i + 1}" for i in range(cfg.num_stages)), "head"]
     with cols[1]:
-        stage = st.selectbox("Stage", ["all", *stages], key=K.TABLE_STAGE, disabled=level == "stage")
+        stage = st.selectbox("Stage", ["all", *stages], key=K.TABLE_STAGE, disabled=level == "stage",
+                             persist_state="page")
     table = table_for(sel, level)
     if level != "stage" and stage != "all":
         table = table[table["stage"] == stage]
-    number = st.column_config.NumberColumn
     st.dataframe(
         table,
         hide_index=True,
         width="stretch",
         height=min(35 * (len(table) + 1) + 3, 560),
+        placeholder="",  # a layer without a block, kernel or receptive field shows nothing there
         column_config={
             "layer": st.column_config.TextColumn("layer", pinned=True, width="medium"),
+            "modules": number("modules", help="Rows of the layer table in it: convs, BNs, ReLUs, the sum and the "
+                              "shortcut's layers"),
+            "output_shape": st.column_config.TextColumn("output shape", help="batch × channels × height × width"),
             "params": number("params", format="localized"),
             "macs": number("MACs / image", format="localized"),
             "flops": number("FLOPs / image", format="localized"),
@@ -115,30 +119,32 @@ with tab_table:
     with cols[2]:
         st.download_button(
             "Download CSV",
-            table.to_csv(index=False).encode(),
+            to_csv(table),
             file_name=f"{name}_{c}x{h}x{w}_b{sel.batch_size}_{level}.csv",
             mime="text/csv",
             on_click="ignore",
             icon=":material/download:",
         )
     st.caption(
-        "MACs are multiply-accumulates of convolutions and the linear layer, per image; FLOPs = 2 × MACs. "
+        f"MACs are multiply-accumulates of convolutions and the linear layer, per image; {FLOPS_RULE}. "
         "Output bytes are for the whole batch in float32. RF is the receptive field through the residual graph "
         "(the union of branch and shortcut at each sum); jump is the distance in input pixels between neighbouring "
         "units."
     )
 
-with tab_charts:
-    st.plotly_chart(per_stage(report), config={"displayModeBar": False})
-    st.plotly_chart(along_depth(report), config={"displayModeBar": False})
+def charts() -> None:
+    for fig in charts_for(sel):
+        st.plotly_chart(fig, config={"displayModeBar": False})
 
-with tab_diagram:
+
+def diagram() -> None:
     stage_names = [f"layer{i + 1}" for i in range(cfg.num_stages)]
     expanded = st.multiselect(
         "Stages drawn block by block (the others are collapsed into one box)",
         stage_names,
         default=default_expanded(report),
         key=f"{K.DIAGRAM_EXPANDED}.{sel.preset}.{cfg.blocks}",
+        persist_state="page",
     )
     st.graphviz_chart(diagram_for(sel, tuple(expanded)), width="content")
     st.caption(
@@ -146,7 +152,8 @@ with tab_diagram:
         "**dotted blue** zero-padded identity (option A). Edge labels are the tensor shapes (C×H×W)."
     )
 
-with tab_refs:
+
+def against_references() -> None:
     if sel.preset == CUSTOM:
         st.info("Published figures exist for the presets; pick one to compare.", icon=":material/menu_book:")
     else:
@@ -155,9 +162,10 @@ with tab_refs:
             st.info(f"No published figures for {sel.preset}.", icon=":material/menu_book:")
         else:
             st.dataframe(
-                ref,
+                ref.drop(columns="note"),
                 hide_index=True,
                 width="stretch",
+                placeholder="",  # a source that gives no figure for a column
                 column_config={
                     "params": number("params", format="localized"),
                     "ours: params": number("ours: params", format="localized"),
@@ -166,19 +174,35 @@ with tab_refs:
                     "top-1 error (%)": number("top-1 error (%)", format="%.2f"),
                 },
             )
-            st.markdown(
-                "- **Parameters** are counted exactly; torchvision's counts are exact too, so they agree to the "
-                "last digit. The paper rounds (0.27M).\n"
-                "- **MACs vs FLOPs.** The paper's Table 1 'FLOPs' and torchvision's 'GFLOPS' are both "
-                "*multiply-adds*: compare them with our **MACs**. Our FLOPs are 2 × MACs.\n"
-                "- **v1 vs v1.5.** The paper strides its bottlenecks in the first 1x1 conv (v1); torchvision "
-                "strides in the 3x3 (v1.5), which costs more (ResNet-50: 4.09 vs 3.86 GMACs) and is about "
-                "0.5% more accurate. The 'ours' MACs beside a paper row are for the paper's v1 model.\n"
-                "- The paper prints two or three significant digits; ours are exact at the input size in the "
-                "row (224 for ImageNet models, 32 for CIFAR ones), whatever input is chosen in the sidebar."
-            )
+            notes = dict(zip(ref["source"], ref["note"]))  # in full, under the table rather than cut off in it
+            st.caption("  \n".join(f"**{source}**: {note}." for source, note in notes.items() if note))
+            st.markdown("\n".join(f"- {b}" for b in reference_bullets(ref)))
 
-with tab_how:
+
+def reference_bullets(ref: pd.DataFrame) -> list[str]:
+    """How to read the table, only the points that apply to this model's rows."""
+    sources = " ".join(ref["source"])
+    out = []
+    if "torchvision" in sources:
+        out.append("**Parameters** are counted exactly; torchvision's counts are exact too, so they agree to the "
+                   "last digit.")
+    if "Table 6" in sources:
+        out.append("**The paper rounds** its CIFAR parameter counts (0.27M for ResNet-20); ours are exact.")
+    if ref["MACs"].notna().any():
+        out.append("**MACs vs FLOPs.** The paper's Table 1 'FLOPs' and torchvision's 'GFLOPS' are both "
+                   f"*multiply-adds*: compare them with our **MACs** ({FLOPS_RULE}).")
+    if "bottleneck" in cfg.block_types and "He et al." in sources:
+        out.append("**v1 vs v1.5.** The paper strides its bottlenecks in the first 1x1 conv (v1); torchvision "
+                   "strides in the 3x3 (v1.5), which costs more (ResNet-50: 4.09 vs 3.86 GMACs) and is about "
+                   "0.5% more accurate. The 'ours' MACs beside a paper row are for the paper's v1 model.")
+    side = ref["input"].iloc[0]
+    if f"{h}x{w}" != side:
+        out.append(f"Ours are exact at the row's input, {side}, not the sidebar's {h}×{w}: the paper and "
+                   "torchvision measure there.")
+    return out
+
+
+def how_it_works() -> None:
     st.markdown(
         "**Residual learning** ([He et al. 2015](https://arxiv.org/abs/1512.03385), §3.1–3.2). Instead of asking a "
         "stack of layers to fit a mapping H(x) directly, a block fits the *residual* F(x) = H(x) − x and adds its "
@@ -209,7 +233,8 @@ with tab_how:
     for cls in sorted(classes, key=lambda k: k.__name__):
         st.code(block_source(cls), language="python")
 
-with tab_export:
+
+def export() -> None:
     st.markdown(
         "Download the model with random weights: **ONNX** opens in [Netron](https://netron.app) to browse the graph "
         "and runs in ONNX Runtime; **safetensors** holds the state dict with torchvision's key names."
@@ -225,3 +250,13 @@ with tab_export:
         mime="application/octet-stream", on_click="ignore", icon=":material/deployed_code:",
     )
     st.caption(f"Files are about {fmt_bytes(report.param_bytes)} (float32 weights).")
+
+
+# Only the open tab is drawn (opening another reruns the page): drawing the hidden Diagram and Charts tabs cost the
+# browser about a second on every preset switch. Controls in a closed tab keep their value (persist_state="page").
+tabs = {"Layer table": layer_table, "Charts": charts, "Diagram": diagram, "Against the references": against_references,
+        "How it works": how_it_works, "Export": export}
+for tab, draw in zip(st.tabs(list(tabs), key=K.ARCH_TAB, on_change="rerun"), tabs.values()):
+    if tab.open:
+        with tab:
+            draw()

@@ -3,28 +3,53 @@
 from __future__ import annotations
 
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
-from resnet_core import TORCHVISION_PRESETS, PretrainedUnavailable, analyze
-from resnet_core.activations import block_internals, blocks_of, channel_order, channel_stats, grad_cam, tile, top_k
+from resnet_core import TORCHVISION_PRESETS, analyze
+from resnet_core.activations import (
+    Capture,
+    block_internals,
+    blocks_of,
+    channel_order,
+    channel_stats,
+    grad_cam,
+    tile,
+    top_k,
+)
 from resnet_core.images import TEST_PATTERNS, ImageError, LoadedImage, load_sample, sample_images
 from resnet_core.images import test_pattern as make_pattern
 from resnet_core.preprocess import to_display
 from resnet_core.units import fmt_bytes
+from resnet_core.weights import checkpoint_present
 from server.selection import CUSTOM
 from server.settings import LIMITS
 from server.uploads import limits_text, load_upload
 from ui import state as K
-from ui.featuremaps import IMAGENET, RANDOM, TRAINED, current_capture, ensure_downloaded, overlay, session_model
+from ui.charts import anatomy_bars, image_map
+from ui.featuremaps import (
+    IMAGENET,
+    RANDOM,
+    SHAPE_ID,
+    TRAINED,
+    SessionModel,
+    anatomy_sentence,
+    current_capture,
+    knows_shapes,
+    overlay,
+    session_model,
+    shape_samples,
+    shown_model,
+)
+from ui.offline import NOT_HERE, offer_weights, weights_note
 from ui.sidebar import current_selection
 
 sel = current_selection()
-cfg = sel.config
 ss = st.session_state
+shown = shown_model(sel)  # the model trained in this session when the Weights radio below picks it
+cfg = shown.config
 st.title("Feature maps")
-st.caption(f"{sel.label}: what each stage, block and convolution computes from one image.")
+st.caption(f"{shown.label}: what each stage, block and convolution computes from one image."
+           + (f" (The sidebar's {sel.label} is another model.)" if shown.trained is not None else ""))
 
 if cfg.in_channels not in (1, 3):
     st.warning(f"Feature maps need a model with 1 or 3 input channels; this one takes {cfg.in_channels}.")
@@ -36,7 +61,15 @@ with left:
     source = st.segmented_control(
         "Image", ["Samples", "Your image", "Test patterns"], key=K.FM_SOURCE, default="Samples", required=True
     )
-    if source == "Samples":
+    if source == "Samples" and shown.trained is not None and knows_shapes(shown.trained.classes):
+        # A model of the built-in shapes: one shape of each of its classes first, then the photos.
+        shapes = shape_samples(shown.input_size[1])
+        ids = {f"{n} (built-in shape)": SHAPE_ID + n for n in shapes} | {n: f"sample:{n}" for n in sample_images()}
+        choice = ids[st.selectbox("Sample", list(ids), key=K.FM_SHAPE)]
+        if ss.get(K.FM_IMAGE, ("",))[0] != choice:
+            name = choice.partition(":")[2]
+            ss[K.FM_IMAGE] = (choice, name, shapes[name] if choice.startswith(SHAPE_ID) else load_sample(name))
+    elif source == "Samples":
         name = st.selectbox("Sample photo", list(sample_images()), key=K.FM_SAMPLE)
         if ss.get(K.FM_IMAGE, ("",))[0] != f"sample:{name}":
             ss[K.FM_IMAGE] = (f"sample:{name}", name, load_sample(name))
@@ -78,36 +111,31 @@ with left:
     if sel.preset in TORCHVISION_PRESETS:
         options.append(IMAGENET)
     options.append(TRAINED)
-    weights = st.radio("Weights", options, key=K.FM_WEIGHTS)
+    imagenet_missing = sel.preset in TORCHVISION_PRESETS and not checkpoint_present(sel.preset)
+    weights = st.radio("Weights", options, key=K.FM_WEIGHTS,
+                       captions=[NOT_HERE if o == IMAGENET and imagenet_missing else "" for o in options],
+                       help=weights_note(sel.preset) if imagenet_missing else None)
     trained = ss.get(K.TRAINED)
     if weights == TRAINED and trained is None:
         st.info("Train a model on the Training page first; it will appear here.", icon=":material/fitness_center:")
         weights = RANDOM
     elif weights == TRAINED:
         st.text(f"Trained in this session: {trained.label}")
-    if weights == IMAGENET:
-        try:
-            bar = st.progress(0.0, text="Checking the weights…")
-            ensure_downloaded(
-                sel.preset,
-                lambda done, total: bar.progress(
-                    done / total if total else 0.0, text=f"Downloading weights: {done / 2**20:.0f} MB"
-                ),
-            )
-            bar.empty()
-        except PretrainedUnavailable as e:
-            bar.empty()
-            st.warning(f"{e}", icon=":material/wifi_off:")
-            weights = RANDOM
+    if weights == IMAGENET and imagenet_missing:
+        offer_weights(sel.preset)  # what is missing and the command that adds it; random weights meanwhile
+        weights = RANDOM
     if sel.preset == CUSTOM and weights == IMAGENET:
         weights = RANDOM
 
-side = min(max(sel.input_size[1:]), LIMITS.activation_max_side)
-input_hw = (min(sel.input_size[1], side), min(sel.input_size[2], side))
+input_hw = (shown.input_size[1], shown.input_size[2])
+if shown.trained is None and input_hw != sel.input_size[1:]:  # said where it happens, never done silently
+    st.info(f"The sidebar's {sel.input_size[1]}×{sel.input_size[2]} input is shown at {input_hw[0]}×{input_hw[1]}: "
+            f"this server computes feature maps up to {LIMITS.activation_max_side} px a side.",
+            icon=":material/photo_size_select_small:")
 # Refuse, before building anything, a model whose feature maps for one image would not fit this server.
-need = analyze(cfg, input_size=(sel.input_size[0], *input_hw)).activation_bytes
+need = analyze(cfg, input_size=shown.input_size).activation_bytes
 if need > LIMITS.activation_max_bytes:
-    st.error(f"The feature maps of {sel.label} at {input_hw[0]}×{input_hw[1]} take {fmt_bytes(need)} for one image, "
+    st.error(f"The feature maps of {shown.label} at {input_hw[0]}×{input_hw[1]} take {fmt_bytes(need)} for one image, "
              f"more than this server allows ({fmt_bytes(LIMITS.activation_max_bytes)}). Choose a smaller input or "
              "fewer or narrower channels in the sidebar.", icon=":material/memory:")
     st.stop()
@@ -121,16 +149,18 @@ with left:
     st.caption(f"Tensor {tuple(x.shape)} · {sm.weights_label} · {sm.preprocess.describe()}")
 
 # --- the layer ------------------------------------------------------------------------------------
-with right:
+def place_label(p: str) -> str:
+    if p == "stem":
+        return "stem (output)"
+    return f"{p} (stage output)" if p.count(".") == 0 else f"{p} (block)"
+
+
+@st.fragment  # a layer or a view of it changes only this part: the image, the chart below and Grad-CAM stay
+def layer_view(sm: SessionModel, cap: Capture) -> None:
     places = ["stem"]
     for stage in sm.model.stages:
         places.append(stage)
         places += [p for p, _ in blocks_of(sm.model) if p.startswith(stage + ".")]
-
-    def place_label(p: str) -> str:
-        if p == "stem":
-            return "stem (output)"
-        return f"{p} (stage output)" if p.count(".") == 0 else f"{p} (block)"
 
     c1, c2 = st.columns([1, 2])
     place = c1.selectbox("Layer", places, key=K.FM_LAYER, format_func=place_label)
@@ -158,66 +188,50 @@ with right:
     )
     n_tiles = c3.select_slider("Channels shown", [16, 32, 64, 128, 256], key=K.FM_TILES, value=64)
     order = channel_order(act, sort)
-    grid = tile(act, order, max_tiles=n_tiles, scale=scale)
     c, h, w = act.shape
-    fig = px.imshow(grid, color_continuous_scale="Viridis", zmin=0, zmax=1, aspect="equal")
-    fig.update_layout(height=560, margin=dict(t=10, b=10, l=10, r=10), coloraxis_showscale=False)
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    fig.update_traces(hovertemplate="x %{x}, y %{y}: %{z:.2f}<extra></extra>")
-    st.plotly_chart(fig, config={"displayModeBar": False}, key="fm_grid")
-    shown = min(n_tiles, c)
+    st.plotly_chart(image_map(tile(act, order, max_tiles=n_tiles, scale=scale), height=560),
+                    config={"displayModeBar": False}, key="fm_grid")
+    n_shown = min(n_tiles, c)
     st.caption(
-        f"{place} · {what} · {c} channels of {h}×{w}; showing {shown}, ordered by "
+        f"{place} · {what} · {c} channels of {h}×{w}; showing {n_shown}, ordered by "
         f"{'mean activation (strongest first)' if sort == 'mean' else 'channel number'}, read left to right."
     )
     stats = channel_stats(act)
     table = pd.DataFrame(
         {
-            "channel": order[:shown],
-            "mean": stats.mean[order[:shown]],
-            "max": stats.max[order[:shown]],
-            "zeros (%)": 100 * stats.zero_fraction[order[:shown]],
+            "channel": order[:n_shown],
+            "mean": stats.mean[order[:n_shown]],
+            "max": stats.max[order[:n_shown]],
+            "zeros (%)": 100 * stats.zero_fraction[order[:n_shown]],
         }
     )
     with st.expander("Per-channel statistics"):
-        st.dataframe(table, hide_index=True, width="stretch", height=240)
+        number = st.column_config.NumberColumn
+        st.dataframe(table, hide_index=True, width="stretch", height=240,
+                     column_config={"mean": number("mean", format="%.3f"), "max": number("max", format="%.3f"),
+                                    "zeros (%)": number("zeros (%)", format="%.1f")})
+
+    if "x" in inside:  # a residual block: its branch beside its shortcut, on one colour scale
+        f_abs, x_abs = inside["F(x)"].abs().mean(0), inside["x"].abs().mean(0)
+        top = float(max(f_abs.max(), x_abs.max()))
+        st.markdown(f"**Inside {place}: the residual branch and the shortcut**")
+        a1, a2 = st.columns(2)
+        for col, title, m in ((a1, "|F(x)|, mean over channels", f_abs), (a2, "|x| (shortcut), mean over channels",
+                                                                           x_abs)):
+            col.plotly_chart(image_map(m.numpy(), zmax=top, height=300, title=title),
+                             config={"displayModeBar": False}, key=f"fm_anat_{title[:3]}")
+
+
+with right:
+    layer_view(sm, cap)
 
 # --- residual anatomy -----------------------------------------------------------------------------
 st.subheader("Residual anatomy: how much does each block change its input?")
-anatomy = cap.anatomy
 if not cfg.residual:
     st.info("This is a plain network: no shortcut, so each block's output is all F(x).", icon=":material/info:")
-fig = go.Figure()
-paths = [a.path for a in anatomy]
-fig.add_bar(x=paths, y=[a.shortcut_abs_mean for a in anatomy], name="|x| (shortcut)", marker_color="#16a34a")
-fig.add_bar(x=paths, y=[a.residual_abs_mean for a in anatomy], name="|F(x)| (residual branch)", marker_color="#ea580c")
-fig.update_layout(barmode="group", height=300, margin=dict(t=10, b=10, l=10, r=10), yaxis_title="mean |value|",
-                  legend=dict(orientation="h", y=1.1))
-st.plotly_chart(fig, config={"displayModeBar": False}, key="fm_anatomy")
-if cfg.residual and inside:
-    f_abs, x_abs = inside["F(x)"].abs().mean(0), inside["x"].abs().mean(0)
-    top = float(max(f_abs.max(), x_abs.max()))
-    a1, a2 = st.columns(2)
-    for col, title, m in ((a1, "|F(x)|, mean over channels", f_abs), (a2, "|x| (shortcut), mean over channels", x_abs)):
-        fig = px.imshow(m.numpy(), color_continuous_scale="Viridis", zmin=0, zmax=top, aspect="equal", title=title)
-        fig.update_layout(height=300, margin=dict(t=40, b=10, l=10, r=10))
-        fig.update_xaxes(visible=False)
-        fig.update_yaxes(visible=False)
-        col.plotly_chart(fig, config={"displayModeBar": False}, key=f"fm_anat_{title[:3]}")
-if cfg.residual and anatomy:
-    ratios = sorted(a.ratio for a in anatomy if a.shortcut_abs_mean > 0)
-    median = ratios[len(ratios) // 2]
-    small = sum(r < 1 for r in ratios)
-    st.caption(
-        f"Here the median |F(x)| / |x| is {median:.2f}; in {small} of {len(ratios)} blocks the residual branch is "
-        "smaller than the shortcut. "
-        + ("With random weights nothing has been learned yet, so F(x) is about as large as x. " if
-           sm.categories is None else "")
-        + "He et al. (2015, §4.2 and Fig. 7) measured that in trained residual networks the responses of the "
-        "residual functions are generally small: each block only learns how to change its input, not to rebuild it, "
-        "which is why residual networks can be so deep. Compare a trained model with random weights here."
-    )
+st.plotly_chart(anatomy_bars(cap.anatomy), config={"displayModeBar": False}, key="fm_anatomy")
+if cfg.residual and (said := anatomy_sentence(cap.anatomy, learned=sm.categories is not None)):
+    st.caption(said)
 
 # --- predictions and Grad-CAM ---------------------------------------------------------------------
 st.subheader("Predictions and Grad-CAM")
@@ -225,6 +239,12 @@ if sm.categories is None:
     st.info("Random weights predict nothing meaningful: choose ImageNet-pretrained weights (for a torchvision "
             "preset) or a model trained in this session.", icon=":material/casino:")
 else:
+    if shown.trained is not None:  # a small model: every class it can answer with fits in a line
+        st.caption(f"This model knows {len(sm.categories)} classes: {', '.join(sm.categories)}.")
+    if knows_shapes(sm.categories) and not image_id.startswith(SHAPE_ID):
+        st.warning(f"This model was trained on the built-in shapes only: whatever this image shows, it answers with "
+                   f"the closest of its {len(sm.categories)} shapes, so read its answer as that, not as what the "
+                   "image is. Pick a shape under Samples to see it recognise one.", icon=":material/category:")
     preds = top_k(cap.logits, sm.categories, k=5)
     p1, p2 = st.columns([1, 2])
     p1.dataframe(pd.DataFrame(preds, columns=["class", "probability"]), hide_index=True,

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from resnet_core.analysis import analyze
 from resnet_core.data import DatasetUnavailable
-from resnet_core.lab import CIFAR_DEPTHS, IMAGENET_DEPTHS, RaceReport, SignalProfile, scaled, twins
+from resnet_core.lab import CIFAR_DEPTHS, IMAGENET_DEPTHS, RaceReport, race_verdict, scaled, twins
+from resnet_core.residuals import ANALYSES
 from server.jobs import QueueFull
 from server.settings import LIMITS
 from ui import state as K
-from ui.lab import RACE_RECIPES, describe_gradient, race_runs, signal_profiles, start_race
-from ui.training import dataset, download_with_progress, job_runner, rerun_page_once_finished, seconds_control, smooth
+from ui.analyses import ABOUT, pairs, show
+from ui.charts import race_chart, signal_chart
+from ui.lab import RACE_DATA_LABELS, RACE_RECIPES, describe_gradient, race_runs, signal_profiles, start_race
+from ui.offline import NOT_HERE, datasets_note, missing_datasets, offer_dataset
+from ui.training import dataset, job_runner, rerun_page_once_finished, seconds_control
 
 st.title("Why residuals work")
 st.caption(
@@ -46,24 +48,7 @@ with st.spinner("Measuring a forward and a backward pass of both networks…"):
     profiles = signal_profiles(depth, bn)
 
 
-def profile_figure(profiles: dict[str, SignalProfile]) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Forward: RMS of each conv's output",
-                                                        "Backward: RMS of the loss gradient at each conv"))
-    colours = {"plain": "#ea580c", "residual": "#2563eb"}
-    for name, prof in profiles.items():
-        label = f"plain-{depth}" if name == "plain" else f"ResNet-{depth}"
-        x = list(range(1, len(prof.layers) + 1))
-        for col, ys in ((1, prof.forward_rms), (2, prof.grad_rms)):
-            fig.add_scatter(x=x, y=ys, customdata=prof.layers, mode="lines", name=label, legendgroup=name,
-                            showlegend=col == 1, line=dict(color=colours[name]),
-                            hovertemplate="%{customdata}: %{y:.3g}<extra>" + label + "</extra>", row=1, col=col)
-    fig.update_yaxes(type="log")
-    fig.update_xaxes(title_text="conv layer (input → output)")
-    fig.update_layout(height=340, margin=dict(t=40, b=10, l=10, r=10), legend=dict(orientation="h", y=1.18))
-    return fig
-
-
-st.plotly_chart(profile_figure(profiles), config={"displayModeBar": False}, key="lab_signal")
+st.plotly_chart(signal_chart(profiles, depth), config={"displayModeBar": False}, key="lab_signal")
 st.markdown(describe_gradient(depth, bn, profiles))
 
 # --- the race -------------------------------------------------------------------------------------
@@ -77,24 +62,21 @@ c = st.columns(4)
 width = c[0].select_slider("Width", [0.25, 0.5, 1.0], value=0.5, key=K.LAB_WIDTH,
                            format_func=lambda w: f"{w:g}× (16·{w:g} channels first)",
                            help="The paper's widths are 1×; smaller widths make the race fit a CPU")
-with_shallow = c[1].toggle("Also plain-20 and ResNet-20", value=False, key=K.LAB_SHALLOW)
+with_shallow = c[1].toggle("With the 20-layer pair", value=True, key=K.LAB_SHALLOW,
+                           help="plain-20 and ResNet-20 race too: the deeper plain net is worse than the shallow one")
 epochs = c[2].number_input("Epochs", 1, LIMITS.train_max_epochs, 3, key=K.LAB_EPOCHS)
 with c[3]:
     seconds = seconds_control(st.number_input, "Stop after (s)", 240, K.LAB_SECONDS)
-data_name = st.radio("Race on", tuple(RACE_RECIPES), key=K.LAB_DATA, horizontal=True,
-                     format_func=lambda n: {"builtin": "the built-in shapes (offline, minutes on a CPU)",
-                                            "cifar10": "CIFAR-10 (the paper's data and recipe; a GPU)"}[n])
+missing = missing_datasets(tuple(RACE_RECIPES))
+data_name = st.radio("Race on", tuple(RACE_RECIPES), key=K.LAB_DATA, horizontal=True, format_func=RACE_DATA_LABELS.get,
+                     captions=[NOT_HERE if n in missing else "" for n in RACE_RECIPES],
+                     help=datasets_note(missing) if missing else None)
 try:
     data = dataset(data_name)
-except DatasetUnavailable as e:
+except DatasetUnavailable:  # not here (or a broken file there): the student's words, not the library's
     data = None
-    st.warning(str(e), icon=":material/wifi_off:")
-    if st.button("Download CIFAR-10 (163 MB)", icon=":material/download:"):
-        try:
-            download_with_progress(data_name)
-            st.rerun()
-        except DatasetUnavailable as e2:
-            st.error(str(e2), icon=":material/wifi_off:")
+    offer_dataset(data_name, choice_key=K.LAB_DATA)
+classes = len(data.classes) if data is not None else 10  # both race datasets have ten
 races = race_runs()
 running = any(not job.state.finished for _, job in races)
 if races and not running:
@@ -120,8 +102,8 @@ else:
         st.error(ss[K.LAB_ERROR], icon=":material/block:")
 
 
-# Twice a second while a race is queued or running; a finished race's page stays still.
-@st.fragment(run_every=0.5 if running else None)
+# Once a second (a race reports about that often) while it is queued or running; a finished race's page stays still.
+@st.fragment(run_every=1.0 if running else None)
 def race_view() -> None:
     runs = race_runs()
     if not runs:
@@ -137,42 +119,25 @@ def race_view() -> None:
             job.stop()
     elif job.error:
         st.error(job.error, icon=":material/error:")
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Training loss (smoothed)", "Test accuracy per epoch"))
-    palette = ["#fdba74", "#93c5fd", "#ea580c", "#2563eb"]
-    final: dict[str, float] = {}
-    for i, name in enumerate(run):
-        mine = [r.progress for r in reports if r.racer == name]
-        steps = [p for p in mine if p.kind == "step" and p.loss is not None]
-        epochs_ = [p for p in mine if p.kind == "epoch"]
-        dash = "dot" if name.startswith("plain") else "solid"
-        colour = palette[(i + (4 - len(run))) % 4]
-        if steps:
-            losses = smooth([float(p.loss) for p in steps])
-            final[name] = losses[-1]
-            fig.add_scatter(x=[p.step for p in steps], y=losses, mode="lines" if len(steps) > 1 else "markers",
-                            name=name, legendgroup=name,
-                            line=dict(color=colour, dash=dash), row=1, col=1)
-        if epochs_:
-            fig.add_scatter(x=[p.epoch for p in epochs_], y=[p.test_acc for p in epochs_], mode="lines+markers",
-                            name=name, legendgroup=name, showlegend=False, line=dict(color=colour, dash=dash),
-                            row=1, col=2)
-    fig.update_yaxes(range=[0, 1], tickformat=".0%", row=1, col=2)
-    fig.update_xaxes(title_text="step", row=1, col=1)
-    fig.update_xaxes(title_text="epoch", row=1, col=2)
-    fig.update_layout(height=340, margin=dict(t=40, b=10, l=10, r=10), legend=dict(orientation="h", y=1.18))
+    fig, final = race_chart(run, reports, classes)
     st.plotly_chart(fig, config={"displayModeBar": False}, key="lab_race")
-    deepest = max(int(n.split("-")[1]) for n in run)
-    plain, res = f"plain-{deepest}", f"ResNet-{deepest}"
-    if job.state.finished and plain in final and res in final:
-        worse = final[plain] > final[res]
-        st.markdown(
-            f"**What you just measured:** {plain} ended with a smoothed training loss of {final[plain]:.3f}, "
-            f"{res} with {final[res]:.3f}. "
-            + ("The plain network trains worse on its own training data, with the same layers: that is the "
-               "degradation problem, and the shortcuts cure it (compare the paper's Fig. 6)." if worse else
-               "This time the plain network was not behind; short, narrow races are noisy — train longer, "
-               "or at full width on a GPU, to see the paper's gap.")
-        )
+    if job.state.finished and final:
+        st.markdown(f"**What you just measured.** {race_verdict(final, classes)}")
 
 
 race_view()
+
+# --- why: the papers' analyses on the twins the race trained ---------------------------------------------
+st.subheader("3 · Why: what the papers measured, on your twins")
+finished = [(names, job) for names, job in race_runs() if job.state.finished and job.result and job.meta]
+if not finished or not (depths := pairs(finished[-1][0])):
+    st.info("Finish a race with a plain net and its residual twin first: these analyses measure the two models it "
+            "trained.", icon=":material/science:")
+else:
+    names, race = finished[-1]
+    depth_ = st.segmented_control("Twins", depths, key=K.LAB_PAIR, default=depths[-1], required=True,
+                                  format_func=lambda d: f"plain-{d} | ResNet-{d}")
+    tabs = st.tabs([ABOUT[a][0] for a in ANALYSES])
+    for tab, analysis in zip(tabs, ANALYSES):
+        with tab:
+            show(analysis, race, depth_, classes)

@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from resnet_core.analysis import analyze
@@ -27,14 +26,13 @@ from server.jobs import QueueFull
 from server.runs import UNFINISHED
 from server.settings import LIMITS
 from ui import state as K
+from ui.charts import accuracy_points, confusion_chart, curves
+from ui.offline import DATASET_MEGABYTES, DATASET_TITLES, NOT_HERE, datasets_note, missing_datasets, offer_dataset
 from ui.sidebar import choose_preset, current_selection
 from ui.training import (
     TrainedModel,
-    accuracy_points,
     clock,
-    curves,
     dataset,
-    download_with_progress,
     forget_run,
     job_runner,
     linked_run,
@@ -52,9 +50,9 @@ from ui.training import (
 OPTIMIZER_NAMES = {"sgd": "SGD with momentum", "adamw": "AdamW"}
 DATA_LABELS = {
     "builtin": "Built-in shapes (offline, 10 classes, 32×32)",
-    "cifar10": "CIFAR-10 (download 163 MB)",
-    "mnist": "MNIST digits (download 11 MB)",
-    "fashion_mnist": "Fashion-MNIST (download 30 MB)",
+    "cifar10": "CIFAR-10 (10 classes of photos, 32×32)",
+    "mnist": "MNIST digits (28×28, grey)",
+    "fashion_mnist": "Fashion-MNIST (clothes, 28×28, grey)",
 }
 
 sel = current_selection()
@@ -69,21 +67,27 @@ st.caption(
 # --- what to train --------------------------------------------------------------------------------
 c1, c2 = st.columns([1, 1], gap="large")
 with c1:
-    data_name = st.selectbox("Dataset", DATASETS, format_func=DATA_LABELS.get, key=K.TRAIN_DATA)
+    missing = missing_datasets(DATASETS)
+    data_name = st.selectbox(
+        "Dataset", DATASETS, key=K.TRAIN_DATA, help=datasets_note(missing) if missing else None,
+        format_func=lambda n: f"{DATASET_TITLES[n]} · {NOT_HERE} ({DATASET_MEGABYTES[n]} MB download)"
+        if n in missing else DATA_LABELS[n],
+    )
     try:
         data = dataset(data_name)
-    except DatasetUnavailable:
-        try:
-            download_with_progress(data_name)
-            data = dataset(data_name)
-        except DatasetUnavailable as e:
-            st.error(str(e), icon=":material/wifi_off:")
-            if st.button("Use the built-in dataset instead", icon=":material/category:"):
-                ss[K.TRAIN_DATA] = "builtin"
-                st.rerun()
-            st.stop()
+    except DatasetUnavailable:  # not here (or a broken file there): the student's words, not the library's
+        offer_dataset(data_name, choice_key=K.TRAIN_DATA)
+        st.stop()
+    if missing:
+        st.caption(datasets_note(missing))
     model_cfg = sel.config.with_(in_channels=data.input_size[0], num_classes=len(data.classes))
     recipe = default_recipe(model_cfg, data_name)
+    changed = [f"{theirs:,} {what} instead of the model's {mine:,}" for what, mine, theirs in (
+        ("input channels", sel.config.in_channels, model_cfg.in_channels),
+        ("classes", sel.config.num_classes, model_cfg.num_classes)) if mine != theirs]
+    if changed:  # said, never done silently: the first conv and the last layer follow the data
+        st.info(f"Trained as this dataset needs: {' and '.join(changed)}; every other layer is as in the sidebar.",
+                icon=":material/tune:")
     st.caption(
         f"{len(data.y_train):,} training and {len(data.y_test):,} test images of "
         f"{'×'.join(map(str, data.input_size))}; classes: {', '.join(data.classes)}."
@@ -193,8 +197,8 @@ if ss.get(K.TRAIN_ERROR):
 
 
 # --- the live run ---------------------------------------------------------------------------------
-# Twice a second while a run is queued or running; a finished run's page stays still.
-@st.fragment(run_every=0.5 if busy else None)
+# Once a second (a run reports about that often) while it is queued or running; a finished run's page stays still.
+@st.fragment(run_every=1.0 if busy else None)
 def live() -> None:
     mine = runs()
     if not mine:
@@ -286,9 +290,7 @@ if done and everything[-1][1].state.finished:  # while the latest waits or runs,
         r1, r2 = st.columns(2)
         with r1:
             conf = result.confusion.numpy()
-            fig = px.imshow(conf, x=list(data.classes), y=list(data.classes), text_auto=True,
-                            color_continuous_scale="Blues", labels=dict(x="predicted", y="true", color="images"))
-            fig.update_layout(height=420, margin=dict(t=30, b=10, l=10, r=10), title="Confusion matrix (test set)")
+            fig = confusion_chart(conf, data.classes)
             st.plotly_chart(fig, config={"displayModeBar": False}, key="train_confusion")
         with r2:
             st.markdown("**Test images: predicted / true**")

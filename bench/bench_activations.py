@@ -33,11 +33,8 @@ default thread count is kept unless `--threads N` is given. Before timing, (b)'s
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,20 +47,14 @@ sys.path.insert(0, str(REPO_ROOT))  # run from a checkout, no install needed
 
 import torch  # noqa: E402
 
+from bench.machine import describe, load_1min  # noqa: E402
 from resnet_core import build_model  # noqa: E402
 from resnet_core.activations import block_internals, blocks_of, capture, channel_order, tile  # noqa: E402
 from resnet_core.images import load_sample  # noqa: E402
 from resnet_core.preprocess import for_input, preprocess  # noqa: E402
-from tests.browser.conftest import (  # noqa: E402
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    SERVER_START_TIMEOUT_S,
-    VIEWPORT,
-    _free_port,
-    _healthy,
-    _stop,
-)
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, VIEWPORT  # noqa: E402
 from tests.browser.helpers import wait_for_app  # noqa: E402
+from tests.serving import serve  # noqa: E402
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -171,29 +162,6 @@ def in_process(reps: int, warmup: int) -> tuple[dict[str, list[float]], int]:
 # --- (d): the page in a browser ---------------------------------------------------------------------------
 
 
-def start_server(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
-        "--server.headless", "true",
-        "--server.port", str(port),
-        "--browser.gatherUsageStats", "false",
-        "--server.fileWatcherType", "none",
-    ]  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            cmd, cwd=REPO_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while not _healthy(f"{base_url}/_stcore/health"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _stop(proc)
-            raise RuntimeError(f"streamlit did not start; its output:\n{log_path.read_text(errors='replace')}")
-        time.sleep(0.25)
-    return proc, base_url
-
-
 def _caption_prefix(place: str) -> str:
     return f"{place} · output · "
 
@@ -224,56 +192,36 @@ def in_browser(reps: int) -> tuple[float, list[tuple[str, float]], str]:
     """(first load ms, [(layer, ms)] for the timed switches, Chromium version)."""
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory(prefix="bench_activations_") as tmp:
-        log_path = Path(tmp) / "server.log"
-        proc, base_url = start_server(log_path)
-        try:
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-                try:
-                    page = browser.new_page(viewport=VIEWPORT)  # type: ignore[arg-type]
-                    page.set_default_timeout(UI_TIMEOUT_MS)
-                    start = time.perf_counter()
-                    page.goto(f"{base_url}/feature_maps?preset={PRESET}&input=3x{SIDE}x{SIDE}")
-                    page.wait_for_function(_DONE_JS, arg="stem · output · ", polling=10, timeout=UI_TIMEOUT_MS)
-                    first_load = (time.perf_counter() - start) * 1000
-                    wait_for_app(page, timeout_ms=UI_TIMEOUT_MS)
-                    href = page.evaluate("location.href")
-                    if f"preset={PRESET}" not in href or f"input=3x{SIDE}x{SIDE}" not in href:
-                        raise RuntimeError(f"the page is at {href}, not showing {PRESET} at {SIDE}")
-                    page.evaluate(_RECORD_PRESS_JS)
-                    for place, label in UI_LAYERS:  # untimed: one switch each way
-                        switch_ms(page, place, label)
-                    timed = []
-                    for i in range(reps):
-                        place, label = UI_LAYERS[i % len(UI_LAYERS)]
-                        timed.append((place, switch_ms(page, place, label)))
-                    version = browser.version
-                finally:
-                    browser.close()
-        finally:
-            _stop(proc)
+    with tempfile.TemporaryDirectory(prefix="bench_activations_") as tmp, \
+            serve(log_path=Path(tmp) / "server.log") as server:
+        base_url = server.url
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport=VIEWPORT)  # type: ignore[arg-type]
+                page.set_default_timeout(UI_TIMEOUT_MS)
+                start = time.perf_counter()
+                page.goto(f"{base_url}/feature_maps?preset={PRESET}&input=3x{SIDE}x{SIDE}")
+                page.wait_for_function(_DONE_JS, arg="stem · output · ", polling=10, timeout=UI_TIMEOUT_MS)
+                first_load = (time.perf_counter() - start) * 1000
+                wait_for_app(page, timeout_ms=UI_TIMEOUT_MS)
+                href = page.evaluate("location.href")
+                if f"preset={PRESET}" not in href or f"input=3x{SIDE}x{SIDE}" not in href:
+                    raise RuntimeError(f"the page is at {href}, not showing {PRESET} at {SIDE}")
+                page.evaluate(_RECORD_PRESS_JS)
+                for place, label in UI_LAYERS:  # untimed: one switch each way
+                    switch_ms(page, place, label)
+                timed = []
+                for i in range(reps):
+                    place, label = UI_LAYERS[i % len(UI_LAYERS)]
+                    timed.append((place, switch_ms(page, place, label)))
+                version = browser.version
+            finally:
+                browser.close()
     return first_load, timed, version
 
 
 # --- report -----------------------------------------------------------------------------------------------
-
-
-def _loadavg() -> str:
-    try:
-        return "/".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> int:
@@ -290,8 +238,8 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
 
+    print(describe() + "\n", flush=True)
     wall = time.perf_counter()
-    load_before = _loadavg()
     times, n_maps = in_process(args.reps, args.warmup)
     ui = None
     if not args.no_ui:
@@ -305,11 +253,9 @@ def main() -> int:
     ratio = med["b"] / bare
     print("## Feature maps: capture + tiles vs a bare forward pass; layer switch in the browser\n")
     print(
-        f"Machine: {_cpu_name()}, os.cpu_count()={os.cpu_count()}, torch threads {torch.get_num_threads()} in this "
-        "process (the server keeps torch's default), no GPU "
-        f"used · {platform.platform()} · Python {platform.python_version()} · torch {torch.__version__}"
-        + (f" · Chromium {ui[2]} (headless)" if ui else "")
-        + f" · load average before/after {load_before} / {_loadavg()} · whole run {time.perf_counter() - wall:.0f} s\n"
+        f"Run: torch threads {torch.get_num_threads()} in this process (the server keeps torch's default), no GPU "
+        "used" + (f" · Chromium {ui[2]} (headless)" if ui else "")
+        + f" · load average (1 min) after {load_1min()} · whole run {time.perf_counter() - wall:.0f} s\n"
     )
     print(
         f"{PRESET} @ {SIDE}x{SIDE}, batch 1, CPU, random weights (seed 0), sample '{SAMPLE}'; "

@@ -17,8 +17,6 @@ resnet50 case, after 1); the table shows the medians. Threads are left at torch'
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -34,6 +32,7 @@ import torchvision
 
 import resnet_core
 import resnet_core.analysis
+from bench.machine import describe
 
 
 @dataclass(frozen=True)
@@ -101,26 +100,14 @@ def run_case(case: Case, quick: bool) -> Result:
     return Result(case, ours_ms, torchinfo_ms, params_agree)
 
 
-def cpu_name() -> str:
-    name = platform.processor()
-    if not name and Path("/proc/cpuinfo").exists():  # platform.processor() is often empty on Linux
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    return name or platform.machine()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer reps (ours 10, torchinfo 1): a smoke run")
     quick = parser.parse_args(argv).quick
 
-    print(
-        f"machine: {cpu_name()}, {os.cpu_count()} CPUs (torch threads: {torch.get_num_threads()}), "
-        f"python {platform.python_version()}, torch {torch.__version__}, torchinfo {torchinfo.__version__}, "
-        f"torchvision {torchvision.__version__}"
-    )
+    print(describe())
+    print(f"run: torch threads {torch.get_num_threads()}, torchinfo {torchinfo.__version__}, "
+          f"torchvision {torchvision.__version__}")
     print(
         f"reps: ours {OURS_REPS_QUICK if quick else OURS_REPS} after {OURS_WARMUP} warm-ups, torchinfo "
         f"{'1' if quick else '/'.join(str(c.torchinfo_reps) for c in CASES)} after {TORCHINFO_WARMUP} warm-up"

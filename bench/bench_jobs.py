@@ -36,7 +36,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -326,11 +325,12 @@ def main() -> int:
         print(MARK + json.dumps(info | {"default_seed": default.seed}), flush=True)
         return 0
 
-    sys.path.insert(0, str(REPO_ROOT / "bench"))
-    from bench_analysis import cpu_name
+    sys.path.insert(0, str(REPO_ROOT))
+    from bench.machine import describe
 
     for sig in (signal.SIGTERM, signal.SIGHUP):  # -> SystemExit, so the `finally` below removes the worktree
         signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
+    print(describe() + "\n", flush=True)
     sha = old_commit(args.rev)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONUNBUFFERED": "1"}
     tmp = Path(tempfile.mkdtemp(prefix="bench_jobs_"))
@@ -347,9 +347,8 @@ def main() -> int:
     ray_ = run_child("ray", args, REPO_ROOT, env)
 
     print("## A class presses Start: Ray jobs against the thread runner\n")
-    print(f"Machine: {cpu_name()}, {os.cpu_count()} CPUs · {platform.platform()} · Python "
-          f"{platform.python_version()} · torch {ray_['torch']} · ray {ray_.get('ray')} · torch threads: "
-          f"{threads['torch_threads']} in the threads engine's process, {ray_['torch_threads']} per Ray run actor\n")
+    print(f"Run: torch threads {threads['torch_threads']} in the threads engine's process, "
+          f"{ray_['torch_threads']} per Ray run actor\n")
     print(f"{args.students} students press Start at once: {PRESET} on the built-in shapes, the built-in recipe cut "
           f"to 1 epoch and {args.steps} steps of batch 32; {threads['same']} start the identical default (seed "
           f"{threads['default_seed']}), "

@@ -20,13 +20,18 @@ Before timing, (a) is checked against (c): the profiles must be equal, bit for b
 
     .venv/bin/python bench/bench_lab.py            # from the repo root; about a minute
     .venv/bin/python bench/bench_lab.py --reps 9 --threads 1
+
+With `--analyses`, the lab's third part instead: plain-20 and ResNet-20 (full width) race on the built-in shapes
+with the page's recipe for `--train-seconds`, then each analysis runs on the pair exactly as its job does
+(`resnet_core.residuals.run_analysis`, 500 test images, an 11 × 11 loss surface), timed against its target
+(≤ 120 s each on a CPU, ≤ 5 min together); the sentences the page would show follow, with the numbers measured.
+
+    .venv/bin/python bench/bench_lab.py --analyses --train-seconds 240     # about 8 minutes
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -41,6 +46,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from bench.machine import describe, load_1min  # noqa: E402
 from resnet_core.lab import SignalProfile, compare_at_init, main_path_convs, scaled, twins  # noqa: E402
 from resnet_core.model import ResNet, build_model  # noqa: E402
 
@@ -141,21 +147,57 @@ def measure(reps: int, warmup: int) -> dict[str, list[float]]:
     return times
 
 
-def _loadavg() -> str:
-    try:
-        return "/".join(f"{v:.1f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
+ANALYSIS_TARGET_S = 120.0
+ANALYSES_TOTAL_TARGET_S = 300.0
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+def analyses(train_seconds: float) -> int:
+    """Train the ResNet-20 / plain-20 pair, then time each analysis on it (see the module docstring)."""
+    from resnet_core.lab import race, race_verdict
+    from resnet_core.residuals import ANALYSES, run_analysis, say_erf, say_landscape, say_lesion, say_responses
+    from resnet_core.train import RACE_RECIPES
+    from server.work import worker_dataset
+
+    print(describe() + "\n", flush=True)
+    data = worker_dataset("builtin")
+    recipe = RACE_RECIPES["builtin"].with_(epochs=30, max_seconds=train_seconds)
+    plain, residual = twins(20)
+    racers = {"plain-20": plain, "ResNet-20": residual}
+    t = time.perf_counter()
+    results = race(racers, data, recipe)
+    trained_s = time.perf_counter() - t
+    models = {name: r.model for name, r in results.items()}
+    names = ("plain-20", "ResNet-20")
+    print("## Residual lab, part 3: the analyses on a trained plain-20 / ResNet-20 pair\n")
+    print(f"Trained {trained_s:.0f} s on the built-in shapes ({recipe.optimizer}, seed {recipe.seed}); test accuracy "
+          + ", ".join(f"{n} {results[n].test_accuracy:.1%} (epoch {results[n].last.epoch})" for n in names)
+          + f"; torch threads {torch.get_num_threads()}.\n")
+    times, measured = {}, {}
+    for analysis in ANALYSES:
+        t = time.perf_counter()
+        measured[analysis] = run_analysis(analysis, models, data, seed=recipe.seed)
+        times[analysis] = time.perf_counter() - t
+        print(f"  {analysis}: {times[analysis]:.1f} s", file=sys.stderr, flush=True)
+    print("| analysis (both twins) | s | target | met |")
+    print("|---|---:|---|---|")
+    for analysis in ANALYSES:
+        ok = times[analysis] <= ANALYSIS_TARGET_S
+        print(f"| {analysis} | {times[analysis]:.1f} | ≤ {ANALYSIS_TARGET_S:.0f} s | {'yes' if ok else '**no**'} |")
+    total = sum(times.values())
+    print(f"| all four | {total:.1f} | ≤ {ANALYSES_TOTAL_TARGET_S:.0f} s | "
+          f"{'yes' if total <= ANALYSES_TOTAL_TARGET_S else '**no**'} |\n")
+    from ui.charts import smooth  # the page's smoothing: its verdict reads the same numbers
+
+    final = {n: smooth([float(p.loss) for p in results[n].history if p.kind == "step" and p.loss is not None])[-1]
+             for n in names}
+    m = measured
+    print("What the page says, from these numbers:\n")
+    print(f"- Race: {race_verdict(final, len(data.classes))}")
+    print(f"- Responses: {say_responses(m['responses'][names[0]], m['responses'][names[1]], names)}")
+    print(f"- Lesion: {say_lesion(m['lesion'][names[0]], m['lesion'][names[1]], names, len(data.classes))}")
+    print(f"- Landscape: {say_landscape(m['landscape'][names[0]], m['landscape'][names[1]], names)}")
+    print(f"- ERF: {' '.join(say_erf(m['erf'][n], n) for n in names)}")
+    return 0 if all(v <= ANALYSIS_TARGET_S for v in times.values()) and total <= ANALYSES_TOTAL_TARGET_S else 1
 
 
 def main() -> int:
@@ -163,20 +205,23 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=7, help="timed repetitions (default 7)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed repetitions first (default 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own)")
+    parser.add_argument("--analyses", action="store_true", help="the lab's analyses on a trained pair instead")
+    parser.add_argument("--train-seconds", type=float, default=240, help="--analyses: the pair's training time")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.analyses:
+        return analyses(args.train_seconds)
 
+    print(describe() + "\n", flush=True)
     wall = time.perf_counter()
-    load_before = _loadavg()
     times = measure(args.reps, args.warmup)
     med = {k: statistics.median(v) for k, v in times.items()}
 
     print(f"## Residual lab: signal at initialisation, plain-{DEPTH} vs ResNet-{DEPTH}\n")
     print(
-        f"Machine: {_cpu_name()}, os.cpu_count()={os.cpu_count()}, torch threads {torch.get_num_threads()}, "
-        f"no GPU used · {platform.platform()} · Python {platform.python_version()} · torch {torch.__version__} · "
-        f"load average before/after {load_before} / {_loadavg()} · whole run {time.perf_counter() - wall:.0f} s\n"
+        f"Run: torch threads {torch.get_num_threads()}, no GPU used · load average (1 min) after {load_1min()} · "
+        f"whole run {time.perf_counter() - wall:.0f} s\n"
     )
     print(
         f"Batch {SIGNAL_BATCH['cifar']} of 3x32x32 built-in test images (the page's), seed 0, CPU; "

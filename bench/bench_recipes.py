@@ -15,19 +15,16 @@ test accuracies last.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
-from bench_analysis import cpu_name
 
+from bench.machine import describe
 from resnet_core import PRESETS, ResNetConfig
 from resnet_core.data import Dataset, builtin
 from resnet_core.train import TrainConfig, Trainer, default_recipe
@@ -88,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown models {unknown}; known: {', '.join(MODELS)}")
 
-    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs (torch threads: {torch.get_num_threads()}), "
-          f"python {platform.python_version()}, torch {torch.__version__}, device cpu")
+    print(describe())
+    print(f"run: torch threads {torch.get_num_threads()}, device cpu")
     print(f"data: built-in shapes, 10,000 train / 2,000 test images at 32x32; each run: 2 epochs (624 steps of "
           f"batch 32) or {args.seconds:g} s, whichever comes first", flush=True)
     data = builtin()

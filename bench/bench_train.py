@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ import torch.nn.functional as F
 import torchvision
 from torchvision import transforms
 
+from bench.machine import describe
 from resnet_core import PRESETS, analyze, build_model
 from resnet_core.data import Dataset, builtin
 from resnet_core.train import RECIPES, TrainConfig, Trainer, peak_flops, resolve_device, training_flops
@@ -204,10 +204,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
-    print(f"Device {device} ({name}); {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}; "
-          f"Python {platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}; "
-          f"load average at start {os.getloadavg()[0]:.1f}.")
+    print(describe())
+    print(f"Run: device {device}, torch threads {torch.get_num_threads()}, torchvision {torchvision.__version__}.")
     print()
     t = time.perf_counter()
     if not args.skip_throughput:

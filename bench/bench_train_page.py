@@ -2,7 +2,7 @@
 
 Two ways to train the same model on the same data with the same settings, alternated `--reps` times:
   - bare: `resnet_core.train.Trainer(...).run()` in a fresh Python process of its own, no callback;
-  - page: `streamlit run app.py` on a free loopback port (as tests/browser/conftest.py does), the Debian
+  - page: `streamlit run app.py` on a free loopback port (tests/serving.py), the Debian
     Chromium headless through Playwright with the same flags, `/training?preset=...` opened in a fresh
     browser context, "Stop after (seconds)" set to `--seconds` through the UI, "Start training" clicked,
     and the page kept open, polling its live curves, until the run's result is on screen.
@@ -33,13 +33,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,16 +47,10 @@ from typing import TYPE_CHECKING
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout, no install needed
 
-from tests.browser.conftest import (  # noqa: E402
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    SERVER_START_TIMEOUT_S,
-    VIEWPORT,
-    _free_port,
-    _healthy,
-    _stop,
-)
+from bench.machine import describe, load_1min  # noqa: E402
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, VIEWPORT  # noqa: E402
 from tests.browser.helpers import metric_value, wait_for_app  # noqa: E402
+from tests.serving import option_words, serve  # noqa: E402
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -126,13 +120,6 @@ def tree_cpu_s(root: int, *, exe_contains: str = "") -> float:
     return total
 
 
-def loadavg() -> str:
-    try:
-        return "/".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
 # --- one bare run: a child process ------------------------------------------------------------------------
 
 
@@ -185,31 +172,6 @@ def bare_run(preset: str, seconds: int, env: dict[str, str]) -> tuple[Run, dict[
 
 
 # --- one page run -------------------------------------------------------------------------------------------
-
-
-def start_server(log_path: Path, options: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
-        "--server.headless", "true",
-        "--server.port", str(port),
-        "--browser.gatherUsageStats", "false",
-        "--server.fileWatcherType", "none",
-    ]  # fmt: skip
-    for opt in options:  # runner.postScriptGC=false -> --runner.postScriptGC false
-        key, _, value = opt.partition("=")
-        cmd += [f"--{key}", value]
-    base_url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=_pinned)
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while not _healthy(f"{base_url}/_stcore/health"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _stop(proc)
-            raise RuntimeError(f"streamlit did not start; its output:\n{log_path.read_text(errors='replace')}")
-        time.sleep(0.25)
-    return proc, base_url
 
 
 def set_seconds(page: Page, seconds: int) -> None:
@@ -269,7 +231,7 @@ def page_run(browser: Browser, base_url: str, query: str, train_cfg: TrainConfig
         ws["on"] = True
         t0 = time.perf_counter()
         page.get_by_role("button", name="Start training").click()
-        # The page polls its live curves (a fragment rerun every 0.5 s) until the result shows.
+        # The page polls its live curves (a fragment rerun every second) until the result shows.
         page.get_by_test_id("stMetricLabel").filter(has_text=IPS_LABEL).wait_for(timeout=(seconds + 600) * 1000)
         wall = time.perf_counter() - t0
         ws["on"] = False
@@ -361,6 +323,7 @@ def main() -> int:
         return 2
     for sig in (signal.SIGTERM, signal.SIGHUP):  # -> SystemExit, so the `finally` below stops the servers
         signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
+    print(describe() + "\n", flush=True)
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     global TRAINER_CPUS
@@ -381,44 +344,36 @@ def main() -> int:
 
     _, train_cfg, query = page_settings(args.preset, args.seconds, load_dataset("builtin", download=False))
     variants = {"": []} | ({f" ({', '.join(args.set)})": args.set} if args.set else {})
-    load_before = loadavg()
     bare: list[Run] = []
     pages: dict[str, list[Run]] = {v: [] for v in variants}
     info: dict[str, object] = {}
-    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench_train_page_") as tmp:
-        try:
-            for i, (variant, options) in enumerate(variants.items()):
-                servers[variant] = start_server(Path(tmp) / f"server{i}.log", options,
-                                                {**env, "RESNET_RUNS_DIR": str(Path(tmp) / f"runs{i}")})
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-                try:
-                    for i in range(args.reps):  # alternate, bare first: slow drifts of the machine hit every kind
-                        run, info = bare_run(args.preset, args.seconds, env)
-                        bare.append(run)
-                        print(f"  bare {i + 1}: {run.images_per_s:,.0f} img/s (load {loadavg()})", file=sys.stderr)
-                        for variant, (proc, base_url) in servers.items():
-                            run = page_run(browser, base_url, query, train_cfg, proc.pid, args.idle)
-                            pages[variant].append(run)
-                            print(f"  page{variant} {i + 1}: {run.images_per_s:,.0f} img/s (load {loadavg()})",
-                                  file=sys.stderr)
-                    chromium_version = browser.version
-                finally:
-                    browser.close()
-        finally:
-            for proc, _ in servers.values():
-                _stop(proc)
-
-    import streamlit
+    with tempfile.TemporaryDirectory(prefix="bench_train_page_") as tmp, ExitStack() as stack:
+        servers = {}
+        for i, (variant, settings) in enumerate(variants.items()):
+            servers[variant] = stack.enter_context(serve(
+                log_path=Path(tmp) / f"server{i}.log", options=option_words(settings), preexec_fn=_pinned,
+                env={**env, "RESNET_RUNS_DIR": str(Path(tmp) / f"runs{i}")}))
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            try:
+                for i in range(args.reps):  # alternate, bare first: slow drifts of the machine hit every kind
+                    run, info = bare_run(args.preset, args.seconds, env)
+                    bare.append(run)
+                    print(f"  bare {i + 1}: {run.images_per_s:,.0f} img/s (load {load_1min()})", file=sys.stderr)
+                    for variant, server in servers.items():
+                        run = page_run(browser, server.url, query, train_cfg, server.pid, args.idle)
+                        pages[variant].append(run)
+                        print(f"  page{variant} {i + 1}: {run.images_per_s:,.0f} img/s (load {load_1min()})",
+                              file=sys.stderr)
+                chromium_version = browser.version
+            finally:
+                browser.close()
 
     print("## Page overhead of live training\n")
     print(
-        f"Machine: {platform.platform()} · os.cpu_count()={os.cpu_count()} · Python {platform.python_version()} · "
-        f"torch {info.get('torch')} ({info.get('threads')} threads in the bare runs"
-        f"{'' if args.threads else ', the default; the server uses the same default'}) · device {info.get('device')} "
-        f"· Streamlit {streamlit.__version__} · Chromium {chromium_version} (headless) · load average before/after "
-        f"{load_before} / {loadavg()} "
+        f"Run: {info.get('threads')} torch threads in the bare runs"
+        f"{'' if args.threads else ', the default; the server uses the same default'} · device {info.get('device')} "
+        f"· Chromium {chromium_version} (headless) · load average (1 min) after {load_1min()} "
         + (f"(the trainer and the server on CPU {min(TRAINER_CPUS)}, the browser and this script on the others)\n"
            if TRAINER_CPUS else "(trainer, server, browser and any other process share these CPUs)\n")
     )

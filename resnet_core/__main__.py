@@ -3,6 +3,7 @@
     python -m resnet_core summary resnet50 --input 3x224x224 [--batch 8] [--csv out.csv]
     python -m resnet_core train --preset resnet18_cifar --data cifar10 --epochs 30 [--save model.safetensors]
     torchrun --nproc_per_node 2 -m resnet_core train ...      # DistributedDataParallel, one process per GPU
+    python -m resnet_core fetch --weights resnet18 resnet50 --data cifar10 mnist   # prepare a machine once
 """
 
 from __future__ import annotations
@@ -16,25 +17,19 @@ from typing import TYPE_CHECKING
 
 from .analysis import Level, Report, analyze
 from .config import PRESETS
-from .tables import LEVELS
-from .units import fmt_bytes, fmt_count
+from .tables import LEVELS, to_csv
+from .units import FLOPS_RULE, fmt_bytes, fmt_count, parse_input
 
 if TYPE_CHECKING:
     from .train import TrainConfig
 
 
-def parse_input(text: str) -> tuple[int, int, int]:
-    """'3x224x224' -> (3, 224, 224); '224' -> (3, 224, 224)."""
-    parts = text.lower().replace("×", "x").split("x")
+def _input_size(text: str) -> tuple[int, int, int]:
+    """`--input`: argparse shows an ArgumentTypeError's own words."""
     try:
-        dims = tuple(int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--input {text!r}: expected CxHxW, e.g. 3x224x224") from None
-    if len(dims) == 1:
-        return (3, dims[0], dims[0])
-    if len(dims) == 3:
-        return (dims[0], dims[1], dims[2])
-    raise argparse.ArgumentTypeError(f"--input {text!r}: expected CxHxW, e.g. 3x224x224")
+        return parse_input(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--input: {e}") from None
 
 
 def format_summary(report: Report, level: Level = "layer") -> str:
@@ -50,7 +45,7 @@ def format_summary(report: Report, level: Level = "layer") -> str:
         f"parameters:        {report.total_params:,} ({fmt_count(report.total_params, 'parameters')})",
         f"MACs per image:    {report.total_macs:,} ({fmt_count(report.total_macs, 'MACs')}, multiply-accumulates "
         "of convs and linear layers)",
-        f"FLOPs per image:   {report.total_flops:,} ({fmt_count(report.total_flops, 'FLOPs')} = 2 x MACs)",
+        f"FLOPs per image:   {report.total_flops:,} ({fmt_count(report.total_flops, 'FLOPs')}; {FLOPS_RULE})",
         f"torchinfo Mult-Adds (batch): {report.torchinfo_mult_adds:,} (also counts BatchNorm parameters and "
         "the linear bias)",
         f"weighted layers:   {report.weighted_layers}",
@@ -70,14 +65,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("summary", help="layer table and totals of a preset")
     s.add_argument("preset", choices=sorted(PRESETS), metavar="PRESET", help=f"one of: {', '.join(PRESETS)}")
-    s.add_argument("--input", type=parse_input, default=(3, 224, 224), help="CxHxW (default 3x224x224)")
+    s.add_argument("--input", type=_input_size, default=(3, 224, 224), help="CxHxW (default 3x224x224)")
     s.add_argument("--batch", type=int, default=1)
     s.add_argument("--level", choices=LEVELS, default="layer")
     s.add_argument("--csv", help="also write the layer table to this CSV file")
     add_train_parser(sub)
+    add_fetch_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "train":
         return train_main(args)
+    if args.command == "fetch":
+        return fetch_main(args)
 
     try:
         report = analyze(args.preset, input_size=args.input, batch_size=args.batch)
@@ -86,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(format_summary(report, args.level))
     if args.csv:
-        report.to_dataframe(args.level).to_csv(args.csv, index=False)
+        Path(args.csv).write_bytes(to_csv(report.to_dataframe(args.level)))
         print(f"wrote {args.csv}")
     return 0
 
@@ -124,7 +122,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
                    help="every process prints a SHA-256 of its final weights (to check runs and ranks agree)")
 
 
-def _download_printer() -> Callable[[int, int | None], None]:
+def _download_printer(what: str = "") -> Callable[[int, int | None], None]:
     """A download progress callback that prints to stderr every 2 seconds and at the end."""
     last = [0.0]
 
@@ -133,7 +131,7 @@ def _download_printer() -> Callable[[int, int | None], None]:
         if now - last[0] > 2 or (total is not None and done == total):
             last[0] = now
             of = f" of {total / 1e6:.1f}" if total else ""
-            print(f"downloading: {done / 1e6:.1f}{of} MB", file=sys.stderr, flush=True)
+            print(f"downloading{what}: {done / 1e6:.1f}{of} MB", file=sys.stderr, flush=True)
 
     return show
 
@@ -224,6 +222,78 @@ def _train(args: argparse.Namespace, *, rank: int, world: int) -> int:
         say(f"wrote {args.save}")
     say(f"final test accuracy: {100 * result.test_accuracy:.1f}%")
     say(f"images/s: {result.images_per_s:.0f}", flush=True)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# fetch
+
+
+def add_fetch_parser(sub: argparse._SubParsersAction) -> None:
+    from .config import TORCHVISION_PRESETS
+    from .data import DATASETS
+
+    f = sub.add_parser(
+        "fetch",
+        help="download ImageNet weights and datasets once, so that the app needs no network afterwards",
+        description="Download, check against the published checksums and put in place what the app reads: "
+        "ImageNet weights where it looks for them (torch hub's cache) and datasets in its data folder. What is "
+        "there already is kept as it is. A failed download leaves nothing behind.",
+    )
+    f.add_argument("--weights", nargs="+", choices=TORCHVISION_PRESETS, default=[], metavar="PRESET",
+                   help=f"ImageNet weights of these presets (of: {', '.join(TORCHVISION_PRESETS)})")
+    files = [d for d in DATASETS if d != "builtin"]  # the built-in shapes are drawn in memory: nothing to fetch
+    f.add_argument("--data", nargs="+", choices=files, default=[], metavar="DATASET",
+                   help=f"these datasets (of: {', '.join(files)})")
+    f.add_argument("--data-dir", type=Path,
+                   help="where the datasets go (default: where the app reads them, $RESNET_DATA_DIR or data/)")
+    f.add_argument("--weights-dir", type=Path,
+                   help="where the weights go (default torch hub's cache, $TORCH_HOME/hub/checkpoints)")
+    f.add_argument("--mirror", metavar="URL",
+                   help="download from this folder URL instead of the publishers' sites: it holds the weights files "
+                   "by name and the dataset files under their paths in the data folder (another machine's, served "
+                   "over HTTP)")
+
+
+def fetch_main(args: argparse.Namespace) -> int:
+    from .data import DatasetUnavailable, dataset_present, default_data_dir, fetch_dataset
+    from .weights import PretrainedUnavailable, checkpoint_present, fetch_checkpoint, weights_dir
+
+    if not args.weights and not args.data:
+        print("error: nothing to fetch: name --weights PRESET ... and/or --data DATASET ...", file=sys.stderr)
+        return 2
+    data_dir = args.data_dir or default_data_dir()
+    w_dir = args.weights_dir or weights_dir()
+    fetched = 0
+    what = ""
+    try:
+        for preset in args.weights:
+            what = f"the {preset} weights"
+            if checkpoint_present(preset, root=w_dir):
+                print(f"{preset} weights: already in {w_dir}")
+                continue
+            path = fetch_checkpoint(preset, root=w_dir, mirror=args.mirror,
+                                    on_progress=_download_printer(f" {preset} weights"))
+            print(f"{preset} weights: downloaded and checked, {path}", flush=True)
+            fetched += 1
+        for name in args.data:
+            what = name
+            if dataset_present(name, root=data_dir):
+                print(f"{name}: already in {data_dir}")
+                continue
+            fetch_dataset(name, root=data_dir, mirror=args.mirror, on_progress=_download_printer(f" {name}"))
+            print(f"{name}: downloaded, checked and extracted into {data_dir}", flush=True)
+            fetched += 1
+    except (DatasetUnavailable, PretrainedUnavailable) as e:
+        reason = " ".join(str(e.reason).split())  # one line, whatever the cause's own text holds
+        end = "" if reason.endswith((".", "?")) else "."
+        print(f"error: could not fetch {what}: {reason}{end} Nothing partial was kept; run the command again.",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if not fetched:
+        print("Nothing to do: everything asked for is already here.")
     return 0
 
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .blocks import PreActBasicBlock, PreActBottleneck
-from .model import ResNet
+from .model import ResNet, eval_mode
 
 Scale = Literal["channel", "shared"]
 
@@ -82,16 +82,6 @@ def _hooks(handles: list[torch.utils.hooks.RemovableHandle]) -> Iterator[None]:
             h.remove()
 
 
-@contextmanager
-def _eval(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 @torch.inference_mode()
 def capture(model: ResNet, x: Tensor) -> Capture:
     """Every block's output (first image of the batch) and each block's |F(x)| vs |x|, in one forward pass."""
@@ -112,7 +102,7 @@ def capture(model: ResNet, x: Tensor) -> Capture:
             else:
                 handles.append(downsample.register_forward_hook(
                     lambda m, a, out, path=path: shortcut.__setitem__(path, out.abs().mean().item())))
-    with _hooks(handles), _eval(model):
+    with _hooks(handles), eval_mode(model):
         logits = model(x)
     anatomy = tuple(BlockAnatomy(p, residual[p], shortcut.get(p, 0.0)) for p, _ in blocks_of(model))
     return Capture(outputs=outputs, anatomy=anatomy, logits=logits)
@@ -130,7 +120,7 @@ def block_internals(block: nn.Module, x: Tensor) -> dict[str, Tensor]:
     handles.append(_last_norm(block).register_forward_hook(lambda m, a, out: found.__setitem__("F(x)", out[0])))
     if isinstance(block.downsample, nn.Module):
         handles.append(block.downsample.register_forward_hook(lambda m, a, out: found.__setitem__("x", out[0])))
-    with _hooks(handles), _eval(block):
+    with _hooks(handles), eval_mode(block):
         out = block(x.unsqueeze(0))[0]
     result = {k: found[k] for k in sorted(k for k in found if k.startswith("conv"))}
     result["F(x)"] = found["F(x)"].clone()
@@ -161,7 +151,7 @@ def channel_stats(act: Tensor) -> ChannelStats:
 def channel_order(act: Tensor, by: Literal["index", "mean"]) -> list[int]:
     if by == "index":
         return list(range(act.shape[0]))
-    return torch.argsort(act.detach().float().flatten(1).mean(1), descending=True).tolist()
+    return [int(i) for i in np.argsort(-channel_stats(act).mean, kind="stable")]  # strongest mean first
 
 
 def tile(act: Tensor, order: Sequence[int], *, max_tiles: int = 64, scale: Scale = "channel",
@@ -196,7 +186,7 @@ def grad_cam(model: ResNet, x: Tensor, target: int, layer: str) -> Tensor:
     """
     kept: dict[str, Tensor] = {}
     handle = model.get_submodule(layer).register_forward_hook(lambda m, a, out: kept.__setitem__("A", out))
-    with _hooks([handle]), _eval(model), torch.enable_grad():
+    with _hooks([handle]), eval_mode(model), torch.enable_grad():
         logits = model(x)
         (grads,) = torch.autograd.grad(logits[0, target], kept["A"])
     a = grads.mean(dim=(2, 3), keepdim=True)  # (1, K, 1, 1)

@@ -4,8 +4,9 @@ It walks the same plan the builder builds from (`plan.py`) and propagates shapes
 ResNet-50 at 1024x1024, batch 256, is analysed in milliseconds and no convolution ever runs.
 
 Units, said once and used everywhere:
-- `macs`: multiply-accumulates of convolutions and linear layers, per image. `flops = 2 * macs`.
-  The ResNet paper's "FLOPs" (3.6 x 10^9 for ResNet-50, Table 1) are multiply-adds, i.e. our MACs.
+- `macs`: multiply-accumulates of convolutions and linear layers, per image; `flops` follow the one rule in
+  `units.py` (FLOPS_PER_MAC). The ResNet paper's "FLOPs" (3.6 x 10^9 for ResNet-50, Table 1) are multiply-adds,
+  i.e. our MACs.
 - `*_bytes`: bytes at `dtype_bytes` per element (4: float32), for the whole batch unless said otherwise.
 - Receptive field and jump (effective stride) in input pixels, through the residual graph: at a sum,
   the receptive field is the union of the branch's and the shortcut's.
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from .config import ResNetConfig, resolve
 from .plan import BlockPlan, ConvSpec, Plan, plan
+from .units import FLOPS_PER_MAC
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,8 +48,8 @@ class LayerRow:
 
     @property
     def flops(self) -> int:
-        """Floating-point operations per image, counted as 2 per MAC."""
-        return 2 * self.macs
+        """Floating-point operations per image (`units.FLOPS_RULE`)."""
+        return FLOPS_PER_MAC * self.macs
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Report:
     batch_size: int
     rows: tuple[LayerRow, ...]
     memory: MemoryEstimate
+    plan: Plan = field(repr=False, compare=False)  # what the rows were walked from: tables and diagrams read it
     dtype_bytes: int = 4
     _bn_params: int = field(default=0, repr=False)
     _linear_bias: int = field(default=0, repr=False)
@@ -93,8 +96,8 @@ class Report:
 
     @property
     def total_flops(self) -> int:
-        """FLOPs per image = 2 x MACs."""
-        return 2 * self.total_macs
+        """FLOPs per image (`units.FLOPS_RULE`)."""
+        return FLOPS_PER_MAC * self.total_macs
 
     @property
     def torchinfo_mult_adds(self) -> int:
@@ -351,7 +354,7 @@ def _walk(p: Plan, input_size: tuple[int, int, int], batch_size: int, dtype_byte
         optimizer_bytes=params * dtype_bytes,
         saved_activation_bytes=sum(wk.saved.values()) + wk.saved_extra,
     )
-    return Report(cfg, input_size, batch_size, rows, memory, dtype_bytes, wk.bn_params, wk.linear_bias)
+    return Report(cfg, input_size, batch_size, rows, memory, p, dtype_bytes, wk.bn_params, wk.linear_bias)
 
 
 def _whole(v: object) -> bool:

@@ -77,6 +77,10 @@ class BasicBlock(nn.Module):
             out = out + identity  # y = F(x) + x
         return self.relu(out)
 
+    def branch_end(self) -> nn.Module:
+        """The last module of the branch F(x): what the sum adds to the shortcut."""
+        return self.bn2
+
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.bn2.weight)
 
@@ -106,6 +110,10 @@ class Bottleneck(nn.Module):
             out = out + identity
         return self.relu(out)
 
+    def branch_end(self) -> nn.Module:
+        """The last module of the branch F(x): what the sum adds to the shortcut."""
+        return self.bn3
+
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.bn3.weight)
 
@@ -134,6 +142,10 @@ class PreActBasicBlock(nn.Module):
             return out
         identity = x if self.downsample is None else self.downsample(pre if self.project_pre else x)
         return out + identity
+
+    def branch_end(self) -> nn.Module:
+        """The last module of the branch F(x): what the sum adds to the shortcut."""
+        return self.conv2
 
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.conv2.weight)
@@ -165,6 +177,10 @@ class PreActBottleneck(nn.Module):
             return out
         identity = x if self.downsample is None else self.downsample(pre if self.project_pre else x)
         return out + identity
+
+    def branch_end(self) -> nn.Module:
+        """The last module of the branch F(x): what the sum adds to the shortcut."""
+        return self.conv3
 
     def zero_init_last(self) -> None:
         nn.init.zeros_(self.conv3.weight)

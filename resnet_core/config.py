@@ -85,41 +85,70 @@ class ResNetConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def _fail(field: str, value: object, allowed: str) -> ValueError:
-    return ValueError(f"ResNetConfig.{field}={value!r} is not allowed: {allowed}")
+class ConfigError(ValueError):
+    """A config that cannot be built: which field (`field`, e.g. "widths"; `index`, the stage, for per-stage
+    fields), the value, and what is allowed; `plain` says it without Python's notation."""
+
+    def __init__(self, field: str, value: object, allowed: str, index: int | None = None, *,
+                 why: str | None = None) -> None:
+        name = field if index is None else f"{field}[{index}]"
+        super().__init__(f"ResNetConfig.{name}={value!r} is not allowed: {why or allowed}")
+        self.field, self.index, self.value, self.allowed, self.why = field, index, value, allowed, why
+
+    @property
+    def plain(self) -> str:
+        """"stage 2 has 0; allowed: a whole number from 1 to 300", or the sentence that says why."""
+        if self.why:
+            return self.why
+        value = ", ".join(map(str, self.value)) if isinstance(self.value, tuple) else self.value
+        where = f"stage {self.index + 1} has {value}" if self.index is not None else f"{value} is not allowed"
+        return f"{where}; allowed: {self.allowed}"
 
 
-def _check_int(field: str, value: object, low: int, high: int) -> None:
+def _words(options: tuple[str, ...]) -> str:
+    return ", ".join(options)
+
+
+def _fail(field: str, value: object, allowed: str, index: int | None = None) -> ConfigError:
+    return ConfigError(field, value, allowed, index)
+
+
+def _refuse(field: str, value: object, why: str) -> ConfigError:
+    """A refusal that only a sentence explains (two fields that do not fit together)."""
+    return ConfigError(field, value, why, why=why)
+
+
+def _check_int(field: str, value: object, low: int, high: int, index: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _fail(field, value, f"an integer from {low} to {high}")
+        raise _fail(field, value, f"a whole number from {low} to {high:,}", index)
 
 
 def validate(cfg: ResNetConfig) -> None:
     """Raise ValueError naming the field, the value and what is allowed, for any config that cannot be built."""
     if not isinstance(cfg.blocks, tuple) or not 1 <= len(cfg.blocks) <= MAX_STAGES:
-        raise _fail("blocks", cfg.blocks, f"a tuple of 1 to {MAX_STAGES} stage lengths, e.g. (2, 2, 2, 2)")
+        raise _fail("blocks", cfg.blocks, f"1 to {MAX_STAGES} stages, one number of blocks each, e.g. (2, 2, 2, 2)")
     for i, n in enumerate(cfg.blocks):
-        _check_int(f"blocks[{i}]", n, 1, MAX_BLOCKS_PER_STAGE)
+        _check_int("blocks", n, 1, MAX_BLOCKS_PER_STAGE, i)
     if not isinstance(cfg.widths, tuple) or len(cfg.widths) != len(cfg.blocks):
-        raise _fail("widths", cfg.widths, f"a tuple with one width per stage ({len(cfg.blocks)} stages)")
+        raise _fail("widths", cfg.widths, f"one width per stage ({len(cfg.blocks)} stages)")
     for i, w in enumerate(cfg.widths):
-        _check_int(f"widths[{i}]", w, 1, MAX_WIDTH)
+        _check_int("widths", w, 1, MAX_WIDTH, i)
     if isinstance(cfg.block, str):
         if cfg.block not in BLOCK_TYPES:
-            raise _fail("block", cfg.block, f"one of {BLOCK_TYPES}")
+            raise _fail("block", cfg.block, f"one of {_words(BLOCK_TYPES)}")
     elif not isinstance(cfg.block, tuple) or len(cfg.block) != len(cfg.blocks):
-        raise _fail("block", cfg.block, f"one of {BLOCK_TYPES} or a tuple of them, one per stage")
+        raise _fail("block", cfg.block, f"one of {_words(BLOCK_TYPES)}, or one of them per stage")
     else:
         for i, b in enumerate(cfg.block):
             if b not in BLOCK_TYPES:
-                raise _fail(f"block[{i}]", b, f"one of {BLOCK_TYPES}")
+                raise _fail("block", b, f"one of {_words(BLOCK_TYPES)}", i)
     if cfg.stem not in STEMS:
-        raise _fail("stem", cfg.stem, f"one of {STEMS}")
+        raise _fail("stem", cfg.stem, f"one of {_words(STEMS)}")
     _check_int("stem_width", cfg.stem_width, 1, MAX_WIDTH)
     if cfg.shortcut not in SHORTCUTS:
-        raise _fail("shortcut", cfg.shortcut, f"one of {SHORTCUTS} ([He2015] section 3.3)")
+        raise _fail("shortcut", cfg.shortcut, f"one of {_words(SHORTCUTS)} ([He2015] section 3.3)")
     if cfg.stride_at not in STRIDE_PLACEMENTS:
-        raise _fail("stride_at", cfg.stride_at, f"one of {STRIDE_PLACEMENTS}")
+        raise _fail("stride_at", cfg.stride_at, f"one of {_words(STRIDE_PLACEMENTS)}")
     _check_int("groups", cfg.groups, 1, MAX_GROUPS)
     _check_int("width_per_group", cfg.width_per_group, 1, MAX_WIDTH)
     _check_int("in_channels", cfg.in_channels, 1, MAX_IN_CHANNELS)
@@ -131,29 +160,35 @@ def validate(cfg: ResNetConfig) -> None:
     for i, (b, w) in enumerate(zip(cfg.block_types, cfg.widths)):
         if b == "basic" and (cfg.groups != 1 or cfg.width_per_group != 64):
             # As in torchvision: a basic block has no 3x3 "inner" width to split into groups.
-            raise _fail(
+            raise _refuse(
                 "groups",
                 (cfg.groups, cfg.width_per_group),
-                f"basic blocks (stage {i + 1}) need groups=1 and width_per_group=64; use bottleneck blocks for ResNeXt",
+                f"basic blocks (stage {i + 1}) have no grouped conv: groups must be 1 and width per group 64; "
+                "choose bottleneck blocks for a ResNeXt",
             )
         if b == "bottleneck" and (w * cfg.width_per_group) % 64 != 0:
-            raise _fail(
-                f"widths[{i}]",
-                w,
-                f"widths[{i}] * width_per_group ({w} * {cfg.width_per_group}) must divide by 64 "
-                "so that every group gets a whole number of channels",
+            raise _refuse(
+                "width_per_group",
+                cfg.width_per_group,
+                f"stage {i + 1}'s width × width per group ({w} × {cfg.width_per_group}) must divide by 64, so that "
+                "every group gets a whole number of channels",
             )
         if cfg.shortcut == "A" and cfg.residual:
             before = cfg.stem_width if i == 0 else stage_out_channels(cfg, i - 1)
             if stage_out_channels(cfg, i) < before:
-                raise _fail(
+                raise _refuse(
                     "shortcut",
                     "A",
                     f"option A pads the identity with zero channels, so it cannot shrink stage {i + 1} "
                     f"from {before} to {stage_out_channels(cfg, i)} channels; use B or C",
                 )
         if b == "bottleneck" and inner_width(cfg, i) > MAX_WIDTH * 4:
-            raise _fail(f"widths[{i}]", w, f"an inner width of at most {MAX_WIDTH * 4} channels")
+            raise _refuse(
+                "width_per_group",
+                cfg.width_per_group,
+                f"stage {i + 1}'s grouped 3×3 conv would have {inner_width(cfg, i):,} channels (width × width per "
+                f"group / 64 × groups = {w} × {cfg.width_per_group} / 64 × {cfg.groups}); at most {MAX_WIDTH * 4:,}",
+            )
 
 
 def inner_width(cfg: ResNetConfig, stage: int) -> int:

@@ -8,6 +8,9 @@ on its device once and index batches there, with no per-sample Python work.
 - `load_dataset("cifar10" | "mnist" | "fashion_mnist")` reads torchvision's files from `default_data_dir()`
   (`<repo>/data`, or `$RESNET_DATA_DIR`) and downloads them when absent: atomically, md5-checked,
   then extracted; anything partial or corrupt is deleted, never used.
+- `dataset_present(name)` says, from file names alone (no network), whether `load_dataset` would find the
+  files; `fetch_dataset(name)` downloads and checks them without reading them into memory (what
+  `python -m resnet_core fetch --data ...` runs to prepare a machine once).
 """
 
 from __future__ import annotations
@@ -58,7 +61,15 @@ BUILTIN_CLASSES: tuple[str, ...] = (
 
 
 class DatasetUnavailable(RuntimeError):
-    """The dataset's files are not there and could not be downloaded (offline, corrupt, truncated)."""
+    """The dataset's files are not there and could not be downloaded (offline, corrupt, truncated).
+
+    `str(e)` is the whole story (what went wrong, which files go where); `e.reason` is its first part alone,
+    short enough for a one-line report.
+    """
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 @dataclass(frozen=True)
@@ -266,12 +277,63 @@ def load_dataset(
     """
     if name == "builtin":
         return builtin()
-    root = Path(root) if root is not None else default_data_dir()  # read when called, never at import
+    root = _root(name, root)
+    _ensure_files(name, root, download=download, on_progress=on_progress, mirror=None)
+    return _read_cifar10(root) if name == "cifar10" else _read_mnist(name, root)
+
+
+def dataset_present(name: str, *, root: Path | None = None) -> bool:
+    """Whether the files of dataset `name` are on this machine, extracted or as their archives, so that
+    `load_dataset(name, root=root, download=False)` needs no network. File names only: nothing is read,
+    downloaded or checked (an archive's md5 is checked when it is loaded). The built-in dataset is always here.
+    """
+    if name == "builtin":
+        return True
+    root = _root(name, root)
     if name == "cifar10":
-        return _load_cifar10(root, download=download, on_progress=on_progress)
-    if name in ("mnist", "fashion_mnist"):
-        return _load_mnist(name, root, download=download, on_progress=on_progress)
-    raise ValueError(f"dataset name={name!r} is not allowed: one of {DATASETS}")
+        from torchvision.datasets import CIFAR10
+
+        folder = root / CIFAR10.base_folder
+        return (root / CIFAR10.filename).is_file() or all((folder / n).is_file() for n in _cifar_names())
+    cls = _mnist_class(name)
+    raw = root / cls.__name__ / "raw"
+    return all((raw / gz).is_file() or (raw / gz.removesuffix(".gz")).is_file() for gz, _ in cls.resources)
+
+
+def fetch_dataset(
+    name: str, *, root: Path | None = None, mirror: str | None = None, on_progress: ProgressFn | None = None
+) -> Path:
+    """Download what is missing of dataset `name` into `root` (default `default_data_dir()`), check each
+    archive against its published md5 and extract it, without reading the images; returns `root`.
+
+    `mirror`: a folder URL to download from instead of the publishers' sites, holding each file under its path
+    relative to the data folder (`cifar-10-python.tar.gz`, `MNIST/raw/train-images-idx3-ubyte.gz`, ...):
+    another machine's data folder served over HTTP, say. Raises DatasetUnavailable; nothing partial is left.
+    """
+    if name == "builtin":
+        raise ValueError("dataset name='builtin' is not allowed: it is drawn in memory, there is nothing to fetch")
+    root = _root(name, root)
+    root.mkdir(parents=True, exist_ok=True)
+    _ensure_files(name, root, download=True, on_progress=on_progress, mirror=mirror)
+    return root
+
+
+def _root(name: str, root: Path | None) -> Path:
+    if name not in DATASETS:
+        raise ValueError(f"dataset name={name!r} is not allowed: one of {DATASETS}")
+    return Path(root) if root is not None else default_data_dir()  # read when called, never at import
+
+
+def _ensure_files(
+    name: str, root: Path, *, download: bool, on_progress: ProgressFn | None, mirror: str | None
+) -> None:
+    """Make the extracted files of `name` be there: from an archive that is there, or downloaded one."""
+    if mirror is not None:
+        mirror = mirror.rstrip("/") + "/"
+    if name == "cifar10":
+        _ensure_cifar10(root, download=download, on_progress=on_progress, mirror=mirror)
+    else:
+        _ensure_mnist(name, root, download=download, on_progress=on_progress, mirror=mirror)
 
 
 _OFFLINE_HINT = "Set RESNET_DATA_DIR to read them from another folder; the built-in dataset (builtin) works offline."
@@ -282,18 +344,16 @@ class _FetchFailed(Exception):
 
 
 def _fetch(url: str, dest: Path, md5: str, on_progress: ProgressFn | None) -> None:
-    """Download `url` to `dest` atomically (resnet_core.weights.download), then check its md5."""
-    from torchvision.datasets.utils import check_integrity
-
+    """Download `url` to `dest` atomically, its md5 checked before it takes the final name
+    (resnet_core.weights.download)."""
     from .weights import PretrainedUnavailable, download
 
     try:
-        download(url, dest, on_progress=on_progress)
-    except (urllib.error.URLError, OSError, TimeoutError, PretrainedUnavailable) as e:
-        raise _FetchFailed(f"could not download {url}: {e}") from e
-    if not check_integrity(str(dest), md5):
-        dest.unlink(missing_ok=True)
-        raise _FetchFailed(f"the download of {url} is corrupt (md5 is not {md5}); deleted it")
+        download(url, dest, on_progress=on_progress, md5=md5)
+    except PretrainedUnavailable as e:  # it came, but truncated or corrupt: its own words say so
+        raise _FetchFailed(str(e)) from e
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        raise _FetchFailed(f"could not download {url} ({getattr(e, 'reason', e)}): is this computer online?") from e
 
 
 def _check_archive(path: Path, md5: str) -> None:
@@ -308,27 +368,35 @@ def _check_archive(path: Path, md5: str) -> None:
 # -- CIFAR-10 -------------------------------------------------------------------------------------
 
 
-def _load_cifar10(root: Path, *, download: bool, on_progress: ProgressFn | None) -> Dataset:
+def _cifar_names() -> list[str]:
+    from torchvision.datasets import CIFAR10
+
+    return [f for f, _ in CIFAR10.train_list + CIFAR10.test_list] + [CIFAR10.meta["filename"]]
+
+
+def _ensure_cifar10(root: Path, *, download: bool, on_progress: ProgressFn | None, mirror: str | None) -> None:
     from torchvision.datasets import CIFAR10
 
     folder = root / CIFAR10.base_folder
-    names = [f for f, _ in CIFAR10.train_list + CIFAR10.test_list] + [CIFAR10.meta["filename"]]
+    names = _cifar_names()
     archive = root / CIFAR10.filename
+    url = f"{mirror}{CIFAR10.filename}" if mirror else CIFAR10.url
     if not all((folder / n).is_file() for n in names):
         try:
             if not archive.is_file():
                 if not download:
                     raise _FetchFailed("the files are missing and download=False")
-                _fetch(CIFAR10.url, archive, CIFAR10.tgz_md5, on_progress)
-            _check_archive(archive, CIFAR10.tgz_md5)
+                _fetch(url, archive, CIFAR10.tgz_md5, on_progress)
+            else:
+                _check_archive(archive, CIFAR10.tgz_md5)
             _extract_tar(archive, root, member_folder=CIFAR10.base_folder, names=names)
         except _FetchFailed as e:
             raise DatasetUnavailable(
                 f"CIFAR-10 is not in {root}: {e}. Put the files there by hand: either the archive {archive} "
-                f"(from {CIFAR10.url}, md5 {CIFAR10.tgz_md5}), or its extracted folder {folder}/ with "
-                f"{', '.join(names)}. {_OFFLINE_HINT}"
+                f"(from {url}, md5 {CIFAR10.tgz_md5}), or its extracted folder {folder}/ with "
+                f"{', '.join(names)}. {_OFFLINE_HINT}",
+                reason=str(e),
             ) from e
-    return _read_cifar10(root)
 
 
 def _read_cifar10(root: Path) -> Dataset:
@@ -431,10 +499,13 @@ def _mnist_class(name: str) -> Any:
     return MNIST if name == "mnist" else FashionMNIST
 
 
-def _load_mnist(name: str, root: Path, *, download: bool, on_progress: ProgressFn | None) -> Dataset:
+def _ensure_mnist(
+    name: str, root: Path, *, download: bool, on_progress: ProgressFn | None, mirror: str | None
+) -> None:
     cls = _mnist_class(name)
     raw = root / cls.__name__ / "raw"  # where torchvision's class reads the idx files
     gz_names = [filename for filename, _ in cls.resources]
+    mirrors = [f"{mirror}{cls.__name__}/raw/"] if mirror else list(cls.mirrors)
     try:
         for filename, md5 in cls.resources:
             plain = raw / filename.removesuffix(".gz")
@@ -445,21 +516,28 @@ def _load_mnist(name: str, root: Path, *, download: bool, on_progress: ProgressF
                 if not download:
                     raise _FetchFailed("the files are missing and download=False")
                 errors = []
-                for mirror in cls.mirrors:
+                for base in mirrors:
                     try:
-                        _fetch(f"{mirror}{filename}", gz, md5, on_progress)
+                        _fetch(f"{base}{filename}", gz, md5, on_progress)
                         break
                     except _FetchFailed as e:
                         errors.append(str(e))
                 else:
                     raise _FetchFailed("; ".join(errors))
-            _check_archive(gz, md5)
+            else:
+                _check_archive(gz, md5)
             _gunzip(gz, plain)
     except _FetchFailed as e:
         raise DatasetUnavailable(
             f"{cls.__name__} is not in {raw}: {e}. Put the files there by hand: {', '.join(gz_names)} "
-            f"(from {cls.mirrors[0]}), or the same files unzipped (without .gz). {_OFFLINE_HINT}"
+            f"(from {mirrors[0]}), or the same files unzipped (without .gz). {_OFFLINE_HINT}",
+            reason=str(e),
         ) from e
+
+
+def _read_mnist(name: str, root: Path) -> Dataset:
+    cls = _mnist_class(name)
+    raw = root / cls.__name__ / "raw"
     try:
         train, test = cls(str(root), train=True), cls(str(root), train=False)
     except (RuntimeError, ValueError, TypeError, AssertionError) as e:

@@ -10,6 +10,7 @@ whichever is true for the setting the user picks; `race` trains the two twins si
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -155,3 +156,47 @@ def race(racers: dict[str, ResNetConfig], data: Dataset, cfg: TrainConfig, *,
         for g in gens.values():
             g.close()  # type: ignore[attr-defined]
     return results
+
+
+def at_chance(loss: float, classes: int, *, tolerance: float = 0.05) -> bool:
+    """A cross-entropy within `tolerance` of ln(classes): the net still predicts every class alike."""
+    return abs(loss - math.log(classes)) <= tolerance * math.log(classes)
+
+
+def race_verdict(final_loss: dict[str, float], classes: int) -> str:
+    """What a finished race measured, in sentences made from its numbers: each depth pair's gap (deeper plain vs
+    shallower plain: the degradation problem; deeper residual vs shallower residual: its cure) and which nets
+    never left chance. `final_loss` maps "plain-20", "ResNet-56", ... to the smoothed training loss at the end."""
+    chance = math.log(classes)
+    said = []
+    for kind in ("plain", "ResNet"):
+        depths = sorted(int(n.split("-")[1]) for n in final_loss if n.startswith(kind + "-"))
+        if len(depths) < 2:
+            continue
+        low, high = f"{kind}-{depths[0]}", f"{kind}-{depths[-1]}"
+        gap = final_loss[high] - final_loss[low]
+        deeper = "higher" if gap > 0 else "lower"
+        meaning = ({"plain": "the deeper plain net trains worse on its own training data: the degradation problem "
+                             "(He et al. 2015, Fig. 1)",
+                    "ResNet": "the deeper residual net trains worse too: the race was too short for it to catch up"}
+                   if gap > 0 else
+                   {"plain": "the deeper plain net was not behind this time: a short, narrow race is noisy; train "
+                             "longer to see the paper's gap",
+                    "ResNet": "with shortcuts, depth helps instead of hurting (He et al. 2015, Fig. 6)"})[kind]
+        said.append(f"{high} ended at a training loss of {final_loss[high]:.3f}, {deeper} than {low}'s "
+                    f"{final_loss[low]:.3f}: {meaning}.")
+    both = [d for d in sorted({int(n.split("-")[1]) for n in final_loss})
+            if f"plain-{d}" in final_loss and f"ResNet-{d}" in final_loss]
+    if both:
+        d = both[-1]
+        p, r = final_loss[f"plain-{d}"], final_loss[f"ResNet-{d}"]
+        said.append(f"At {d} layers the shortcuts are the only difference: ResNet-{d} ended at {r:.3f}, plain-{d} at "
+                    f"{p:.3f}" + (", so the shortcuts made the deep net trainable." if r < p else
+                                  "; the shortcuts did not help in this race."))
+    stuck = [n for n, v in final_loss.items() if at_chance(v, classes)]
+    if stuck:
+        why = (", through so many layers without shortcuts" if all(n.startswith("plain") for n in stuck) else "")
+        said.append(f"{' and '.join(stuck)} {'sits' if len(stuck) == 1 else 'sit'} at chance (a loss of ln "
+                    f"{classes} = {chance:.2f}): {'it has' if len(stuck) == 1 else 'they have'} not yet found a "
+                    f"direction to learn in{why}.")
+    return " ".join(said)

@@ -8,12 +8,26 @@ and shapes as `torchvision.models.<name>()` and loads into it unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
 
 from .blocks import make_block
 from .config import ResNetConfig, resolve
 from .plan import BlockPlan, Plan, plan
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """`model` in eval mode inside the block, and in the mode it had after it, whatever happens."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def make_stage(blocks: tuple[BlockPlan, ...]) -> nn.Sequential:

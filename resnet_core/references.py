@@ -63,7 +63,7 @@ def references(name: str) -> list[Reference]:
                 Reference(
                     source=f"torchvision {w}",
                     params=meta["num_params"],
-                    macs=meta["_ops"] * 1e9,
+                    macs=round(meta["_ops"] * 1e9),
                     input_side=224,
                     top1_error=round(100 - meta["_metrics"]["ImageNet-1K"]["acc@1"], 3),
                     note="'GFLOPS' in torchvision's metadata are multiply-adds; 1-crop top-1 error",
@@ -79,7 +79,8 @@ def references(name: str) -> list[Reference]:
                 macs=macs,
                 input_side=224,
                 top1_error=err,
-                note="the paper's 'FLOPs' are multiply-adds, with the stride on the first 1x1 (v1)",
+                note="the paper's 'FLOPs' are multiply-adds"
+                + (", with the stride on the first 1x1 (v1)" if "bottleneck" in PRESETS[name].block_types else ""),
             )
         )
     if name in _PAPER_PLAIN:
@@ -108,4 +109,7 @@ def comparison(name: str) -> pd.DataFrame:
                 "note": ref.note,
             }
         )
-    return pd.DataFrame.from_records(records)
+    df = pd.DataFrame.from_records(records)
+    for col in ("params", "MACs") if records else ():  # whole numbers, a gap where a source gives none
+        df[col] = pd.array([None if pd.isna(v) else round(v) for v in df[col]], dtype="Int64")
+    return df

@@ -22,6 +22,22 @@ _SHORTCUT_LABEL = {
 }
 
 
+# A table's columns as a CSV file names them: each with its unit, so a spreadsheet needs no legend.
+CSV_HEADERS = {
+    "output_shape": "output_shape_BxCxHxW",
+    "macs": "macs_per_image",
+    "flops": "flops_per_image",
+    "output_bytes": "output_bytes_per_batch",
+    "receptive_field": "receptive_field_px",
+    "jump": "jump_px",
+}
+
+
+def to_csv(df: pd.DataFrame) -> bytes:
+    """A report table as CSV with units in its headers (empty cells where a layer has no such value)."""
+    return df.rename(columns=CSV_HEADERS).to_csv(index=False).encode()
+
+
 def shape_str(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape)
 
@@ -64,7 +80,7 @@ def _grouped(report: Report, key_of: object) -> pd.DataFrame:
             {
                 "stage": last.stage,
                 "block": last.block,
-                "layers": len(rows),
+                "modules": len(rows),  # convs, BNs, ReLUs, the sum, the shortcut's: rows of the layer table
                 "output_shape": shape_str(last.output_shape),
                 "params": sum(r.params for r in rows),
                 "macs": sum(r.macs for r in rows),
@@ -90,13 +106,11 @@ def report_dataframe(report: Report, level: Level = "layer") -> pd.DataFrame:
             for s in df["stage"]
         ]
         return df.drop(columns=["block"])[
-            ["stage", "blocks", "layers", "output_shape", "params", "macs", "flops", "output_bytes",
+            ["stage", "blocks", "modules", "output_shape", "params", "macs", "flops", "output_bytes",
              "receptive_field", "jump"]
         ]
     if level == "block":
-        from .plan import plan
-
-        blocks = {(b.path): b for b in plan(report.config).blocks}
+        blocks = {b.path: b for b in report.plan.blocks}
         df = _grouped(report, _group_key)
         names, types, shortcuts = [], [], []
         for stage, block in zip(df["stage"], df["block"]):

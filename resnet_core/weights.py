@@ -1,8 +1,9 @@
 """ImageNet-pretrained weights for the torchvision presets, through torchvision's weights metadata.
 
-The checkpoint is downloaded once into torch hub's cache (`$TORCH_HOME/hub/checkpoints`), with a
-progress callback, written atomically and checked against the hash in its file name; later calls
-read the cached file. Loading never unpickles code (`torch.load(..., weights_only=True)`).
+The checkpoint is downloaded once into torch hub's cache (`weights_dir()`, `$TORCH_HOME/hub/checkpoints`),
+with a progress callback, written atomically and checked against the hash in its file name; later calls
+read the cached file. `checkpoint_present(preset)` says, with no network, whether it is there already.
+Loading never unpickles code (`torch.load(..., weights_only=True)`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ ProgressFn = Callable[[int, int | None], None]  # (bytes done, bytes in all or N
 
 
 class PretrainedUnavailable(RuntimeError):
-    """The weights could not be had: no network, or a preset torchvision has no weights for."""
+    """The weights could not be had: no network, or a preset torchvision has no weights for.
+
+    `str(e)` says what to do; `e.reason` is the cause alone, short enough for a one-line report.
+    """
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 @dataclass(frozen=True)
@@ -56,19 +64,48 @@ def pretrained_url(preset: str, weights: str = "DEFAULT") -> str:
     return str(_weights_enum(preset, weights).url)
 
 
-def checkpoint_path(url: str) -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+def weights_dir() -> Path:
+    """Where checkpoints are kept and looked for: torch hub's cache, `$TORCH_HOME/hub/checkpoints` (read when
+    called, never at import)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def download(url: str, dest: Path, *, on_progress: ProgressFn | None = None, chunk_bytes: int = 1 << 20) -> Path:
-    """Download `url` to `dest` atomically: a partial file is never left under the final name.
+def checkpoint_path(url: str, root: Path | None = None) -> Path:
+    """The file of the checkpoint published at `url`, in `root` (default `weights_dir()`)."""
+    return (Path(root) if root is not None else weights_dir()) / os.path.basename(url)
 
-    If the file name carries a hash prefix (`name-<sha256 prefix>.pth`, torch hub's convention),
-    the bytes are checked against it before the file is moved into place.
+
+def checkpoint_present(preset: str, *, weights: str = "DEFAULT", root: Path | None = None) -> bool:
+    """Whether the ImageNet checkpoint of `preset` is on this machine (in `root`, default `weights_dir()`), so that
+    `load_pretrained` needs no network. The file name only: nothing is read or downloaded (its hash is checked
+    when it is downloaded). PretrainedUnavailable for a preset torchvision publishes no weights for."""
+    return checkpoint_path(_weights_enum(preset, weights).url, root).is_file()
+
+
+def checkpoint_megabytes(preset: str, *, weights: str = "DEFAULT") -> float | None:
+    """The download size of a preset's checkpoint in MB (10^6 bytes) as torchvision records it, if it does."""
+    size = _weights_enum(preset, weights).meta.get("_file_size")
+    return float(size) if size is not None else None
+
+
+def download(
+    url: str,
+    dest: Path,
+    *,
+    on_progress: ProgressFn | None = None,
+    chunk_bytes: int = 1 << 20,
+    md5: str | None = None,
+) -> Path:
+    """Download `url` to `dest` atomically: a partial or corrupt file is never left under the final name.
+
+    The bytes are checked before the file is moved into place: against `md5` when given (a published
+    checksum), and against the hash prefix in the file name when it has one (`name-<sha256 prefix>.pth`,
+    torch hub's convention).
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".partial")
     sha = hashlib.sha256()
+    whole_md5 = hashlib.md5(usedforsecurity=False)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
             total = response.headers.get("Content-Length")
@@ -77,6 +114,8 @@ def download(url: str, dest: Path, *, on_progress: ProgressFn | None = None, chu
             while chunk := response.read(chunk_bytes):
                 out.write(chunk)
                 sha.update(chunk)
+                if md5 is not None:
+                    whole_md5.update(chunk)
                 done += len(chunk)
                 if on_progress is not None:
                     on_progress(done, total_bytes)
@@ -84,7 +123,9 @@ def download(url: str, dest: Path, *, on_progress: ProgressFn | None = None, chu
             raise PretrainedUnavailable(f"download of {url} stopped after {done} of {total_bytes} bytes; try again")
         match = re.search(r"-([a-f0-9]{8,})\.", dest.name)
         if match and not sha.hexdigest().startswith(match.group(1)):
-            raise PretrainedUnavailable(f"download of {url} is corrupt (hash mismatch); try again")
+            raise PretrainedUnavailable(f"download of {url} is corrupt (hash mismatch); deleted it, try again")
+        if md5 is not None and whole_md5.hexdigest() != md5:
+            raise PretrainedUnavailable(f"download of {url} is corrupt (its md5 is not {md5}); deleted it, try again")
         os.replace(tmp_name, dest)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -92,18 +133,31 @@ def download(url: str, dest: Path, *, on_progress: ProgressFn | None = None, chu
     return dest
 
 
-def fetch_checkpoint(preset: str, *, weights: str = "DEFAULT", on_progress: ProgressFn | None = None) -> Path:
-    """The checkpoint file of a preset in torch hub's cache, downloaded first if it is not there yet."""
+def fetch_checkpoint(
+    preset: str,
+    *,
+    weights: str = "DEFAULT",
+    on_progress: ProgressFn | None = None,
+    root: Path | None = None,
+    mirror: str | None = None,
+) -> Path:
+    """The checkpoint file of a preset in `root` (default `weights_dir()`), downloaded first if it is not there yet.
+
+    `mirror`: a folder URL to download from instead of torchvision's site, holding the checkpoint under its
+    published file name (`resnet50-11ad3fa6.pth`); the hash in that name is checked all the same.
+    """
     enum = _weights_enum(preset, weights)
-    path = checkpoint_path(enum.url)
+    path = checkpoint_path(enum.url, root)
+    url = f"{mirror.rstrip('/')}/{path.name}" if mirror else enum.url
     if not path.exists():
         try:
-            download(enum.url, path, on_progress=on_progress)
+            download(url, path, on_progress=on_progress)
         except (urllib.error.URLError, OSError, TimeoutError) as e:
             reason = getattr(e, "reason", e)
             raise PretrainedUnavailable(
                 f"could not download the {enum} weights ({reason}). Check the network connection, or download "
-                f"{enum.url} by hand and save it as {path}; random weights work meanwhile."
+                f"{url} by hand and save it as {path}; random weights work meanwhile.",
+                reason=f"could not download {url} ({reason}): is this computer online?",
             ) from e
     return path
 

@@ -18,6 +18,7 @@ Nothing here imports Streamlit; the pages reach it through ui/training.py.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import math
@@ -46,6 +47,7 @@ from ray.exceptions import OutOfMemoryError as HostOutOfMemoryError
 
 NAMESPACE = "resnet-explorer"
 QUEUE_NAME = "jobs"
+IDLE_REFRESH_S = 2.0  # the client's refresh while none of its jobs waits or runs
 ORPHAN_GRACE_S = 3.0  # a finished job nobody looks at stays this long: its app sees it end, then it goes
 
 
@@ -122,8 +124,17 @@ def _init(address: str | None, *, cpus: int | None, gpus: int | None) -> None:
     if address:
         ray.init(address=address, namespace=NAMESPACE, runtime_env=env, **quiet)
     else:
-        ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, namespace=NAMESPACE,
-                 _node_ip_address="127.0.0.1", runtime_env=env, **quiet)
+        # Workers at the server's own priority (Ray's default lowers them to nice 15): a run then shares the CPU
+        # with the browser and the server as the in-process trainer did, instead of stalling behind both.
+        # The server's OMP_WAIT_POLICY (app.py: idle threads sleep, for the browser's sake) is not the trainers':
+        # its workers start from the environment as it was, as a bare trainer would.
+        passive = os.environ.pop("OMP_WAIT_POLICY", None)
+        try:
+            ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, namespace=NAMESPACE,
+                     _node_ip_address="127.0.0.1", runtime_env=env, _system_config={"worker_niceness": 0}, **quiet)
+        finally:
+            if passive is not None:
+                os.environ["OMP_WAIT_POLICY"] = passive
 
 
 def gpu_share(memory_bytes: int, gpu_memory_bytes: int, workers: int) -> float:
@@ -166,18 +177,30 @@ def _milestone(item: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(item).items() if isinstance(v, int | float | str | type(None))}
 
 
+def _warm_up() -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not allowed, or no per-thread niceness: warm as it is
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    import torch  # noqa: F401
+
+    from server.work import worker_dataset
+
+    worker_dataset("builtin")  # made once per worker process
+
+
 @ray.remote(max_concurrency=8, max_restarts=0)
 class RunActor:
     """One job in a worker process of its own. Created before its job arrives (warm), it runs one job and is
     then ended by the queue."""
 
     def __init__(self, threads: int, queue_name: str) -> None:
-
         from resnet_core.train.trainer import History
-        from server.work import worker_dataset
 
         self._threads = max(1, threads)
-        worker_dataset("builtin")  # warm: the default path's data is made once per worker process
+        # Warm (torch's import, the default path's data) in a thread of the lowest priority: a spare made while a
+        # run trains beside it takes only CPU the run leaves idle. (Linux keeps a niceness per thread, so the
+        # threads that will train keep theirs.)
+        self._warm = threading.Thread(target=_warm_up, name="warm-up", daemon=True)
+        self._warm.start()
         self._queue_name = queue_name
         self._history_type = History
         self._history: Any = None
@@ -199,6 +222,7 @@ class RunActor:
             max_progress: int | None) -> tuple[dict[str, Any], tuple[int, list[Any]], Any]:
         """(outcome, progress, result): outcome = {"state", "error", "log"}, small and torch-free for the queue;
         progress = (reports made, reports kept)."""
+        self._warm.join()
         import torch
 
         # OpenMP's thread count belongs to the calling thread, and Ray sets OMP_NUM_THREADS=1 for its workers: set
@@ -710,6 +734,7 @@ class Jobs:
         self._local: set[str] = set()  # owners and followers of this process's sessions
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self._wake = threading.Event()  # a job to follow: refresh now
         threading.Thread(target=self._refresh_forever, args=(refresh_s,), name=f"{name}-refresh",
                          daemon=True).start()
 
@@ -806,6 +831,7 @@ class Jobs:
     def shutdown(self) -> None:
         """Stop this client; with a queue of its own (tests, benchmarks), end it and its jobs too."""
         self._closed.set()
+        self._wake.set()
         if self.name != QUEUE_NAME:
             ray.get(self.queue.shutdown.remote())
             ray.kill(self.queue)
@@ -823,6 +849,8 @@ class Jobs:
             if job is None:
                 meta_bytes = ray.get(self.queue.meta.remote(job_id))
                 job = self._jobs[job_id] = Job(self, snap, pickle.loads(meta_bytes) if meta_bytes else None)
+                if not job.state.finished:
+                    self._wake.set()
                 return job
         job._update(snap)
         return job
@@ -853,7 +881,16 @@ class Jobs:
                 job.on_update = job.on_end = None
 
     def _refresh_forever(self, every_s: float) -> None:
-        while not self._closed.wait(every_s):
+        """Every `every_s` while a job of this process waits or runs; with all of them ended, only every
+        IDLE_REFRESH_S (to see them dropped): an open page with nothing running costs the server next to nothing.
+        A new job wakes it at once."""
+        while not self._closed.is_set():
+            with self._lock:
+                busy = any(not job.state.finished for job in self._jobs.values())
+            self._wake.wait(every_s if busy else max(every_s, IDLE_REFRESH_S))
+            self._wake.clear()
+            if self._closed.is_set():
+                return
             try:
                 self.refresh()
             except Exception:  # a lost connection: the next tick tries again

@@ -1,8 +1,7 @@
 """What the user picked (a model, an input, a batch) and its round trip through a URL query string.
 
-Names in the URL: `preset`, `input` (`3x224x224`), `batch`, and for `preset=custom` the fields
-`blocks` (`2,2,2,2`), `block` (`basic` or one per stage), `widths`, `stem`, `stem_width`, `shortcut`,
-`stride_at`, `groups`, `width_per_group`, `preact`, `residual`, `classes`, `in_channels`.
+Names in the URL: `preset`, `input` (`3x224x224`), `batch`, and for `preset=custom` each field's URL key
+from the table of fields (`server/fields.py`): `blocks=2,2,2,2`, `block=basic` (or one per stage), ...
 
 `from_query` never raises: anything it cannot read falls back to the default and comes back as a
 warning a person can act on.
@@ -14,9 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from resnet_core.analysis import MAX_SIDE as ANALYSIS_MAX_SIDE
-from resnet_core.analysis import analyze
+from resnet_core.analysis import Report, analyze
 from resnet_core.config import PRESETS, ResNetConfig
 from resnet_core.model import MAX_PARAMS
+from resnet_core.units import fmt_count, format_input, parse_input
+from server.fields import FIELDS
 from server.settings import LIMITS
 
 CUSTOM = "custom"
@@ -50,81 +51,55 @@ def default_input(cfg: ResNetConfig) -> tuple[int, int, int]:
     return (cfg.in_channels, side, side)
 
 
-def check(sel: Selection) -> None:
-    """Raise ValueError if the app should refuse this selection (the model cannot take the input, ...)."""
+class TooLarge(ValueError):
+    """A model with more parameters than the app builds: how many, and where most of them are."""
+
+    def __init__(self, report: Report) -> None:
+        per_stage: dict[str, int] = {}
+        for r in report.rows:
+            per_stage[r.stage] = per_stage.get(r.stage, 0) + r.params
+        stage, most = max(per_stage.items(), key=lambda item: item[1])
+        where = f"stage {stage.removeprefix('layer')}" if stage.startswith("layer") else f"the {stage}"
+        bound = fmt_count(MAX_PARAMS, "parameters", digits=0)
+        super().__init__(
+            f"the model would have {fmt_count(report.total_params, 'parameters')} ({report.total_params:,}), more "
+            f"than the {bound} the app builds; {most / report.total_params:.0%} of them are in {where}"
+        )
+
+
+def analyze_selection(sel: Selection) -> Report:
+    return analyze(sel.config, input_size=sel.input_size, batch_size=sel.batch_size)
+
+
+def check(sel: Selection, analyze: Callable[[Selection], Report] = analyze_selection) -> None:
+    """Raise ValueError if the app should refuse this selection (the model cannot take the input, ...).
+    `analyze` is how to get its report: a server passes its cached one."""
     _, h, w = sel.input_size
     for name, v in (("height", h), ("width", w)):
         if not MIN_SIDE <= v <= MAX_SIDE:
             raise ValueError(f"input {name} {v} is out of range: {MIN_SIDE} to {MAX_SIDE} pixels")
     if not 1 <= sel.batch_size <= MAX_BATCH:
         raise ValueError(f"batch size {sel.batch_size} is out of range: 1 to {MAX_BATCH}")
-    report = analyze(sel.config, input_size=sel.input_size, batch_size=sel.batch_size)
+    report = analyze(sel)
     if report.total_params > MAX_PARAMS:
-        raise ValueError(
-            f"the model has {report.total_params:,} parameters; the app builds models of at most {MAX_PARAMS:,}"
-        )
+        raise TooLarge(report)
 
 
 # --- query string ---------------------------------------------------------------------------------
 
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in text.replace(" ", "").split(",") if p != "")
-
-
-def _bool(text: str) -> bool:
-    t = text.strip().lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{text!r} is not true or false")
-
-
-def parse_input(text: str) -> tuple[int, int, int]:
-    parts = text.lower().replace("×", "x").split("x")
-    if len(parts) != 3:
-        raise ValueError(f"{text!r} is not CxHxW, e.g. 3x224x224")
-    c, h, w = (int(p) for p in parts)
-    return (c, h, w)
-
-
-def format_input(size: tuple[int, int, int]) -> str:
-    return "x".join(str(d) for d in size)
-
-
-# URL parameter of a custom model -> (ResNetConfig field, reader that raises ValueError).
-_CUSTOM_READERS: dict[str, tuple[str, Callable[[str], object]]] = {
-    "blocks": ("blocks", _ints),
-    "widths": ("widths", _ints),
-    "stem": ("stem", str),
-    "stem_width": ("stem_width", int),
-    "shortcut": ("shortcut", lambda s: s.upper()),
-    "stride_at": ("stride_at", str),
-    "groups": ("groups", int),
-    "width_per_group": ("width_per_group", int),
-    "preact": ("preact", _bool),
-    "residual": ("residual", _bool),
-    "zero_init": ("zero_init_residual", _bool),
-    "classes": ("num_classes", int),
-    "in_channels": ("in_channels", int),
-}
-QUERY_KEYS = frozenset({"preset", "input", "batch", "block", *_CUSTOM_READERS})  # every other key is ignored
+QUERY_KEYS = frozenset({"preset", "input", "batch", *(f.url for f in FIELDS)})  # every other key is ignored
 
 
 def _custom_config(q: Mapping[str, str]) -> ResNetConfig:
     """A custom config from the query; ValueError (naming the parameter) for anything unreadable."""
     base = ResNetConfig()
     changes: dict[str, object] = {}
-    for key, (field, read) in _CUSTOM_READERS.items():
-        if key in q:
+    for f in FIELDS:
+        if f.url in q:
             try:
-                changes[field] = read(q[key])
+                changes[f.name] = f.read(q[f.url])
             except ValueError:
-                raise ValueError(f"URL parameter {key}={q[key]!r} cannot be read") from None
-    if "block" in q:
-        types = tuple(t.strip() for t in q["block"].split(","))
-        changes["block"] = types[0] if len(types) == 1 else types
+                raise ValueError(f"URL parameter {f.url}={q[f.url]!r} cannot be read") from None
     blocks = changes.get("blocks", base.blocks)
     if "widths" not in changes and isinstance(blocks, tuple) and len(blocks) != len(base.widths):
         changes["widths"] = tuple(64 * 2**i for i in range(len(blocks)))
@@ -184,24 +159,6 @@ def from_query(q: Mapping[str, str]) -> tuple[Selection, list[str]]:
 
 def to_query(sel: Selection) -> dict[str, str]:
     q = {"preset": sel.preset, "input": format_input(sel.input_size), "batch": str(sel.batch_size)}
-    if sel.preset != CUSTOM:
-        return q
-    c = sel.config
-    block = c.block if isinstance(c.block, str) else ",".join(c.block)
-    q.update(
-        blocks=",".join(map(str, c.blocks)),
-        block=block,
-        widths=",".join(map(str, c.widths)),
-        stem=c.stem,
-        stem_width=str(c.stem_width),
-        shortcut=c.shortcut,
-        stride_at=c.stride_at,
-        groups=str(c.groups),
-        width_per_group=str(c.width_per_group),
-        preact=str(c.preact).lower(),
-        residual=str(c.residual).lower(),
-        zero_init=str(c.zero_init_residual).lower(),
-        classes=str(c.num_classes),
-        in_channels=str(c.in_channels),
-    )
+    if sel.preset == CUSTOM:
+        q.update({f.url: f.write(getattr(sel.config, f.name)) for f in FIELDS})
     return q

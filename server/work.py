@@ -79,3 +79,30 @@ class RaceJob:
 
         return race(dict(self.racers), worker_dataset(self.data_name), self.train_cfg, on_progress=ctx.report,
                     should_stop=ctx.should_stop)
+
+
+@dataclass(frozen=True)
+class AnalysisJob:
+    """One of the lab's analyses (resnet_core.residuals.ANALYSES) on a trained pair; the weights travel as
+    safetensors bytes, the data as its name. The result is {racer: what the analysis measured}."""
+
+    analysis: str
+    pair: tuple[tuple[str, ResNetConfig, bytes], ...]  # (racer, its config as trained, its trained weights)
+    data_name: str
+    seed: int  # the race's: the weights at initialisation are build_model(config, seed=seed)
+    images: int = 500
+    steps: int = 11  # the loss surface's points per side
+
+    def __call__(self, ctx: Any) -> Any:
+        from safetensors.torch import load
+
+        from resnet_core.model import build_model
+        from resnet_core.residuals import run_analysis
+
+        trained = {}
+        for name, cfg, weights in self.pair:
+            model = build_model(cfg)
+            model.load_state_dict(load(weights))
+            trained[name] = model.eval()
+        return run_analysis(self.analysis, trained, worker_dataset(self.data_name), seed=self.seed,
+                            images=self.images, steps=self.steps, on_progress=ctx.report)

@@ -45,3 +45,12 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Torch on one intra-op thread for the test, the previous count restored after it. A job on Ray takes its
+    count from its slot instead (server/jobs.py: the instance's CPUs over its workers), which RESNET_RAY_CPUS=1
+    above makes one."""
+    with torch_threads(1):
+        yield

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from resnet_core import PRESET_GROUPS, PRESETS, ResNetConfig, analyze
-from resnet_core.config import preset_name, resolve
+from resnet_core.config import ConfigError, preset_name, resolve
 
 
 def test_every_preset_is_grouped_once() -> None:
@@ -57,19 +57,19 @@ def test_imagenet_presets_match_paper_table_1(name: str, blocks: tuple[int, ...]
         ({"widths": (64, 128, 0, 512)}, "widths[2]", "from 1 to"),
         ({"widths": (64, 128, 256, 10**6)}, "widths[3]", "from 1 to"),
         ({"block": "triple"}, "block", "basic"),
-        ({"block": ("basic", "bottleneck")}, "block", "one per stage"),
+        ({"block": ("basic", "bottleneck")}, "block", "per stage"),
         ({"stem": "tiny"}, "stem", "imagenet"),
-        ({"shortcut": "D"}, "shortcut", "'A'"),
+        ({"shortcut": "D"}, "shortcut", "A, B, C"),
         ({"stride_at": "v2"}, "stride_at", "v1.5"),
         ({"groups": 32, "width_per_group": 4}, "groups", "basic blocks"),
-        ({"block": "bottleneck", "groups": 32, "width_per_group": 4, "widths": (100, 128, 256, 512)}, "widths[0]",
-         "divide by 64"),
+        ({"block": "bottleneck", "groups": 32, "width_per_group": 4, "widths": (100, 128, 256, 512)},
+         "width_per_group", "divide by 64"),
         ({"block": "bottleneck", "groups": 0}, "groups", "from 1 to"),
         ({"in_channels": 0}, "in_channels", "from 1 to"),
         ({"num_classes": -3}, "num_classes", "from 1 to"),
         ({"preact": "yes"}, "preact", "True or False"),
         ({"shortcut": "A", "widths": (64, 32, 256, 512)}, "shortcut", "cannot shrink"),
-        ({"blocks": (2, 2.5, 2, 2)}, "blocks[1]", "integer"),
+        ({"blocks": (2, 2.5, 2, 2)}, "blocks[1]", "whole number"),
     ],
 )
 def test_invalid_configs_name_field_value_and_allowed(changes: dict[str, object], field: str, allowed: str) -> None:
@@ -77,6 +77,10 @@ def test_invalid_configs_name_field_value_and_allowed(changes: dict[str, object]
         ResNetConfig(**changes)  # type: ignore[arg-type]
     msg = str(e.value)
     assert f"ResNetConfig.{field}=" in msg and allowed in msg
+    # The same refusal for a person: the field and stage as data, the words without Python's notation.
+    assert isinstance(e.value, ConfigError) and allowed in e.value.plain
+    assert f"{e.value.field}" + ("" if e.value.index is None else f"[{e.value.index}]") == field
+    assert "ResNetConfig" not in e.value.plain and "=" not in e.value.plain
 
 
 def test_resolve_and_preset_name() -> None:

@@ -11,9 +11,15 @@ import hashlib
 import io
 import os
 import pickle
+import shutil
 import tarfile
+import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +35,9 @@ from resnet_core.data import (
     DatasetUnavailable,
     builtin,
     channel_stats,
+    dataset_present,
     default_data_dir,
+    fetch_dataset,
     load_dataset,
 )
 
@@ -319,14 +327,14 @@ def idx_labels(y: np.ndarray) -> bytes:
     return (0x0801).to_bytes(4, "big") + len(y).to_bytes(4, "big") + y.astype(np.uint8).tobytes()
 
 
-def write_mnist(raw: Path, *, gz: bool, seed: int = 0) -> dict[str, np.ndarray]:
+def write_mnist(raw: Path, *, gz: bool, seed: int = 0, n_train: int = 12, n_test: int = 5) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     raw.mkdir(parents=True, exist_ok=True)
     arrays = {
-        "train-images-idx3-ubyte": rng.integers(0, 256, (12, 28, 28), dtype=np.uint8),
-        "train-labels-idx1-ubyte": rng.integers(0, 10, 12, dtype=np.uint8),
-        "t10k-images-idx3-ubyte": rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
-        "t10k-labels-idx1-ubyte": rng.integers(0, 10, 5, dtype=np.uint8),
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
     }
     for name, a in arrays.items():
         data = idx_images(a) if a.ndim == 3 else idx_labels(a)
@@ -392,3 +400,108 @@ def test_offline_mnist_says_where_to_put_the_files(tmp_path: Path, monkeypatch: 
     assert str(tmp_path / "FashionMNIST" / "raw") in message
     assert all(f in message for f, _ in FashionMNIST.resources) and "builtin" in message
     assert leftovers(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------------------------
+# Presence from file names, and fetching over HTTP (a local server on 127.0.0.1 with files the tests write)
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def serve(folder: Path) -> Iterator[str]:
+    """Serve `folder` over HTTP on 127.0.0.1 (a free port) while the block runs; yields its URL, ending in /."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_presence_follows_the_files_on_disk(tmp_path: Path) -> None:
+    assert dataset_present("builtin", root=tmp_path)  # drawn in memory: always here
+    assert not any(dataset_present(n, root=tmp_path) for n in ("cifar10", "mnist", "fashion_mnist"))
+    write_cifar(tmp_path / "cifar-10-batches-py")
+    assert dataset_present("cifar10", root=tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "test_batch").unlink()  # one file short: load_dataset would need the network
+    assert not dataset_present("cifar10", root=tmp_path)
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"an archive to extract when loaded")
+    assert dataset_present("cifar10", root=tmp_path)
+
+    raw = tmp_path / "MNIST" / "raw"
+    arrays = write_mnist(raw, gz=False)
+    assert dataset_present("mnist", root=tmp_path) and not dataset_present("fashion_mnist", root=tmp_path)
+    (raw / "t10k-labels-idx1-ubyte").rename(raw / "t10k-labels-idx1-ubyte.gz")  # the archive counts as well
+    assert dataset_present("mnist", root=tmp_path)
+    (raw / "t10k-labels-idx1-ubyte.gz").unlink()
+    assert not dataset_present("mnist", root=tmp_path)
+    # It agrees with what loading without a network does.
+    with pytest.raises(DatasetUnavailable, match="download=False"):
+        load_dataset("mnist", root=tmp_path, download=False)
+    write_mnist(raw, gz=False)
+    assert dataset_present("mnist", root=tmp_path)
+    check_mnist(load_dataset("mnist", root=tmp_path, download=False), arrays, "mnist")
+    with pytest.raises(ValueError, match="imagenet"):
+        dataset_present("imagenet", root=tmp_path)
+
+
+def test_presence_reads_the_data_dir_when_called(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESNET_DATA_DIR", str(tmp_path))
+    assert not dataset_present("cifar10")
+    write_cifar(tmp_path / "cifar-10-batches-py")
+    assert dataset_present("cifar10")
+
+
+def test_fetch_downloads_from_a_mirror_over_http_and_reads_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive, expected = cifar_archive(tmp_path)
+    mirror = tmp_path / "mirror"  # laid out like a data folder
+    arrays = write_mnist(mirror / "MNIST" / "raw", gz=True)
+    shutil.copy(archive, mirror / "cifar-10-python.tar.gz")
+    monkeypatch.setattr(CIFAR10, "tgz_md5", md5(archive))  # the published md5s are the real files'
+    monkeypatch.setattr(MNIST, "resources", [(f"{n}.gz", md5(mirror / "MNIST" / "raw" / f"{n}.gz")) for n in arrays])
+    root = tmp_path / "data"
+    calls: list[tuple[int, int | None]] = []
+    with serve(mirror) as url:
+        assert fetch_dataset("cifar10", root=root, mirror=url, on_progress=lambda d, t: calls.append((d, t))) == root
+        fetch_dataset("mnist", root=root, mirror=url.rstrip("/"))  # with or without the trailing slash
+    assert calls[-1] == (archive.stat().st_size, archive.stat().st_size)
+    assert dataset_present("cifar10", root=root) and dataset_present("mnist", root=root)
+    assert sorted(p.name for p in (root / "cifar-10-batches-py").iterdir()) == sorted(CIFAR_NAMES)
+    assert leftovers(root) == []
+    monkeypatch.setattr(urllib.request, "urlopen", _offline)  # from now on everything comes from disk
+    check_cifar(load_dataset("cifar10", root=root), expected)
+    check_mnist(load_dataset("mnist", root=root), arrays, "mnist")
+    with pytest.raises(ValueError, match="nothing to fetch"):
+        fetch_dataset("builtin", root=root)
+
+
+def test_fetch_refuses_a_file_whose_md5_is_not_the_published_one(tmp_path: Path) -> None:
+    archive, _ = cifar_archive(tmp_path)  # a real archive, but not the published one: its md5 differs
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    shutil.copy(archive, mirror / "cifar-10-python.tar.gz")
+    root = tmp_path / "data"
+    with serve(mirror) as url, pytest.raises(DatasetUnavailable) as info:
+        fetch_dataset("cifar10", root=root, mirror=url)
+    assert f"md5 is not {CIFAR10.tgz_md5}" in info.value.reason and "deleted it" in info.value.reason
+    assert list(root.iterdir()) == []  # nothing under the final name, nothing partial
+    assert not dataset_present("cifar10", root=root)
+
+
+def test_fetch_from_a_mirror_without_the_file_says_so_and_leaves_nothing(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    root = tmp_path / "data"
+    with serve(tmp_path / "empty") as url, pytest.raises(DatasetUnavailable) as info:
+        fetch_dataset("mnist", root=root, mirror=url)
+    assert f"could not download {url}MNIST/raw/train-images-idx3-ubyte.gz" in info.value.reason
+    assert "\n" not in info.value.reason and str(root / "MNIST" / "raw") in str(info.value)
+    assert [p for p in root.rglob("*") if p.is_file()] == []

@@ -74,17 +74,11 @@ def environment(svc: dict[str, Any]) -> dict[str, str]:
     return {k: "" if v is None else str(v) for k, v in env.items()}
 
 
-def dockerfile_cmd() -> list[str]:
-    lines = (DEPLOY / "Dockerfile").read_text().splitlines()
-    return list(json.loads(next(line for line in lines if line.startswith("CMD ")).removeprefix("CMD ")))
-
-
 def command(svc: dict[str, Any]) -> list[str]:
-    """The words the container runs; a service of the image without its own command runs the Dockerfile's CMD."""
+    """The words the container runs, as the compose file states them (empty when it states none)."""
     cmd = svc.get("command")
     if cmd is None:
-        build = svc.get("build") or {}
-        return dockerfile_cmd() if isinstance(build, dict) and build.get("dockerfile") == "deploy/Dockerfile" else []
+        return []
     return shlex.split(cmd) if isinstance(cmd, str) else [str(word) for word in cmd]
 
 
@@ -159,6 +153,13 @@ def test_docker_compose_accepts_the_file_and_wants_the_token_or_the_yaml_says_so
         tokens = {environment(svc).get("RAY_AUTH_TOKEN") for svc in written["services"].values()} - {None}
         # Interpolated from the host's environment, and required (`:?`): never a token written in the file.
         assert tokens and all(re.fullmatch(r"\$\{RAY_AUTH_TOKEN:\?[^}]+\}", t or "") for t in tokens), tokens
+
+
+def test_every_container_of_the_image_says_what_it_runs(model: dict[str, Any]) -> None:
+    """The file states each command: what a service runs is read here, never left to the image's default."""
+    built = {n: svc for n, svc in services(model).items() if svc.get("build")}
+    assert built, "no service is built from the project's image"
+    assert all(command(svc) for svc in built.values()), [n for n, svc in built.items() if not command(svc)]
 
 
 def test_one_head_that_trains_nothing_and_nodes_that_join_it(model: dict[str, Any]) -> None:

@@ -68,6 +68,8 @@ def test_without_batchnorm_removes_every_bn_and_keeps_the_original() -> None:
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
 def test_the_deep_plain_net_trains_worse_than_its_residual_twin() -> None:
     """The paper's degradation problem in miniature: ResNet-32 and plain-32 at half width, 200 steps of the
     built-in shapes, same seed. Chosen because the gap held for every seed tried (0, 1, 2); seed 1 is fixed."""
@@ -85,3 +87,22 @@ def test_the_deep_plain_net_trains_worse_than_its_residual_twin() -> None:
     assert final_loss("plain") > final_loss("residual")
     racers_in_order = [r.racer for r in reports[:4]]
     assert racers_in_order == ["plain", "residual", "plain", "residual"]  # the curves grow together
+
+
+def test_the_race_verdict_follows_the_measured_gaps_and_names_nets_at_chance() -> None:
+    import math
+
+    from resnet_core.lab import at_chance, race_verdict
+
+    chance = math.log(10)
+    degraded = race_verdict({"plain-20": 0.9, "plain-56": chance, "ResNet-20": 0.7, "ResNet-56": 0.5}, 10)
+    assert "plain-56 ended at a training loss of 2.303, higher than plain-20's 0.900" in degraded
+    assert "degradation problem" in degraded and "depth helps" in degraded
+    assert "plain-56 sits at chance" in degraded and "ResNet" not in degraded.split("sits at chance")[0][-12:]
+    reversed_ = race_verdict({"plain-20": 1.2, "plain-56": 1.0, "ResNet-20": 0.7, "ResNet-56": 0.9}, 10)
+    assert "lower than plain-20's" in reversed_ and "not behind" in reversed_ and "trains worse too" in reversed_
+    assert "chance" not in reversed_
+    one_depth = race_verdict({"plain-56": 1.0, "ResNet-56": 0.5}, 10)
+    assert one_depth == ("At 56 layers the shortcuts are the only difference: ResNet-56 ended at 0.500, plain-56 at "
+                         "1.000, so the shortcuts made the deep net trainable.")
+    assert at_chance(chance * 1.04, 10) and not at_chance(chance * 0.9, 10)

@@ -28,9 +28,12 @@ def test_signal_charts_and_words_follow_the_measurement() -> None:
         assert f"plain-56's gradient **{expected}**" in words
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
 def test_a_race_starts_reports_and_stops() -> None:
     at = run_app(page="residual_lab")
     at.select_slider(key="lab.width").set_value(0.25)
+    at.toggle(key="lab.shallow").set_value(False)  # the 56-layer pair alone: the race's own start, reports and stop
     at.button[0].click().run()
     assert not at.exception and not at.error
     names, job_id = at.session_state["lab.races"][-1]
@@ -46,7 +49,7 @@ def test_a_race_starts_reports_and_stops() -> None:
     assert len(at.get("plotly_chart")) >= 2  # signal chart and race chart
 
 
-def test_cifar10_races_with_the_papers_recipe_and_says_where_its_files_go_when_missing(
+def test_cifar10_races_with_the_papers_recipe_and_says_how_to_get_it_when_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ui.lab import RACE_RECIPES
@@ -60,10 +63,18 @@ def test_cifar10_races_with_the_papers_recipe_and_says_where_its_files_go_when_m
     monkeypatch.setenv("RESNET_DATA_DIR", str(tmp_path))  # an empty data folder: no CIFAR-10 here, no network
     dataset.clear()
     at = run_app(page="residual_lab")
-    at.radio(key="lab.data").set_value("cifar10").run()
+    choice = at.radio(key="lab.data")
+    assert list(choice.proto.captions) == ["", "not on this computer yet"]  # marked before anyone picks it
+    command = f"python -m resnet_core fetch --data cifar10 --data-dir {tmp_path}"
+    assert f"`{command}`" in choice.help
+    choice.set_value("cifar10").run()
     assert not at.exception
-    assert any(str(tmp_path) in w.value for w in at.warning), [w.value for w in at.warning]
+    (said,) = [w.value for w in at.warning]
+    assert said.startswith("**CIFAR-10 is not on this computer yet.**") and [c.value for c in at.code] == [command]
+    assert "md5" not in said and "download=False" not in said  # the library's details are not the student's words
     labels = [b.label for b in at.button]
-    assert "Download CIFAR-10 (163 MB)" in labels and "Start the race" not in labels
-    at.radio(key="lab.data").set_value("builtin").run()  # one click back to the built-in shapes
-    assert not at.exception and "Start the race" in [b.label for b in at.button]
+    assert "Try downloading it here (163 MB)" in labels and "Start the race" not in labels
+    next(b for b in at.button if b.label == "Use the built-in shapes instead").click().run()  # one click back
+    assert not at.exception and at.radio(key="lab.data").value == "builtin"
+    assert "Start the race" in [b.label for b in at.button]
+    dataset.clear()  # forget nothing of this folder's for the next test

@@ -108,7 +108,10 @@ def test_invalid_custom_config_keeps_the_last_valid_model() -> None:
     assert metrics(at)["Parameters (trainable)"] == params  # custom starts from the model on screen
     at.text_input(key="custom.blocks").input("3,0,6,3").run()
     assert not at.exception
-    assert any(e.value.startswith("Blocks per stage: blocks[1]=0 is not allowed") for e in at.sidebar.error)
+    # Said in words at the control, and above the page: the model shown is the last valid one.
+    assert [e.value for e in at.sidebar.error] == ["Blocks per stage: stage 2 has 0; allowed: a whole number from 1 "
+                                                   "to 300."]
+    assert any("is not shown" in w.value and "last valid model" in w.value for w in at.main.warning)
     assert metrics(at)["Parameters (trainable)"] == params
     at.text_input(key="custom.blocks").input("3,4,6,3")
     at.text_input(key="custom.widths").input("64,128,256,512")
@@ -135,12 +138,47 @@ def test_choosing_a_cifar_preset_gives_a_cifar_input() -> None:
     assert metrics(at)["Parameters (trainable)"] == f"{analyze('resnet20', input_size=(3, 32, 32)).total_params:,}"
 
 
+def open_tab(at: AppTest, label: str) -> AppTest:
+    """Open a tab of the architecture page, as a click on it does (its tabs rerun the page when one is opened)."""
+    at.session_state["arch.tab"] = label
+    return at.run()
+
+
+def test_only_the_open_tab_is_drawn_and_its_controls_keep_their_value() -> None:
+    import json
+
+    from tests.browser.helpers import plotly_values  # decodes the typed arrays Plotly sends for numpy data
+
+    at = run_app({"preset": "resnet34"})
+    assert [t.label for t in at.tabs][:3] == ["Layer table", "Charts", "Diagram"]
+    assert len(at.dataframe) == 1 and not at.get("plotly_chart") and not at.get("graphviz_chart")
+    at.segmented_control(key="arch.table_level").set_value("layer").run()
+    rows = len(analyze("resnet34").to_dataframe("layer"))
+    assert len(at.dataframe[0].value) == rows
+
+    open_tab(at, "Charts")
+    assert not at.exception and not at.dataframe and not at.get("graphviz_chart")
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(specs) == 2
+    stages = analyze("resnet34").to_dataframe("stage")
+    params, macs = (plotly_values(trace["y"]) for trace in specs[0]["data"])
+    assert params == stages["params"].tolist() and macs == stages["macs"].tolist()
+
+    open_tab(at, "Diagram")
+    assert len(at.get("graphviz_chart")) == 1 and not at.get("plotly_chart")
+
+    open_tab(at, "Layer table")
+    assert at.segmented_control(key="arch.table_level").value == "layer"  # kept while the tab was closed
+    assert len(at.dataframe[0].value) == rows
+
+
 def test_references_and_block_source_are_shown() -> None:
-    at = run_app({"preset": "resnet50"})
+    at = open_tab(run_app({"preset": "resnet50"}), "Against the references")
     tables = [df.value for df in at.dataframe]
     refs = next(t for t in tables if "source" in t.columns)
     tv = refs[refs["source"].str.startswith("torchvision")]
     assert (tv["params"] == tv["ours: params"]).all()
+    open_tab(at, "How it works")
     assert any("class Bottleneck" in c.value for c in at.code)
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shlex
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -135,3 +138,92 @@ def test_the_stop_after_control_follows_the_servers_cap(cap: int, monkeypatch: p
         assert (slider.min, slider.max, slider.value) == (10, cap, cap)
         seconds = lab.number_input(key="lab.seconds")
         assert (seconds.min, seconds.max, seconds.value) == (10, cap, cap)
+
+
+# --- a dataset that is not on this computer ----------------------------------------------------------
+
+
+@pytest.fixture
+def empty_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty data folder, as on a classroom computer nobody has prepared; the shared dataset cache forgets
+    what it read from any other folder, before and after."""
+    from ui.training import dataset
+
+    monkeypatch.setenv("RESNET_DATA_DIR", str(tmp_path))
+    dataset.clear()
+    yield tmp_path
+    dataset.clear()
+
+
+def test_a_missing_dataset_is_marked_and_the_command_shown_adds_it(
+    empty_data_dir: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchvision.datasets import MNIST
+
+    from resnet_core.__main__ import main
+    from tests.test_data import md5, serve, write_mnist
+
+    at = run_app(TINY, page="training")
+    assert not at.exception
+    choice = at.selectbox(key="train.data")
+    assert choice.options == ["Built-in shapes (offline, 10 classes, 32×32)",
+                              "CIFAR-10 · not on this computer yet (163 MB download)",
+                              "MNIST · not on this computer yet (11 MB download)",
+                              "Fashion-MNIST · not on this computer yet (30 MB download)"]
+    command = f"python -m resnet_core fetch --data cifar10 mnist fashion_mnist --data-dir {empty_data_dir}"
+    assert f"`{command}`" in choice.help and any(f"`{command}`" in c.value for c in at.caption)
+
+    choice.set_value("mnist").run()
+    assert not at.exception and not at.error
+    (said,) = [w.value for w in at.warning]
+    assert said.startswith("**MNIST is not on this computer yet.**") and "download=False" not in said
+    (shown,) = [c.value for c in at.code]  # the command, in a block with a copy button
+    assert shown == f"python -m resnet_core fetch --data mnist --data-dir {empty_data_dir}"
+    assert "Start training" not in [b.label for b in at.button]  # nothing that cannot run is offered
+
+    # The command the page shows fixes it: run as shown, from a local mirror of small files standing for MNIST's.
+    mirror = tmp_path_factory.mktemp("mirror")
+    arrays = write_mnist(mirror / "MNIST" / "raw", gz=True, n_train=600, n_test=100)  # room for a batch
+    monkeypatch.setattr(MNIST, "resources", [(f"{n}.gz", md5(mirror / "MNIST" / "raw" / f"{n}.gz")) for n in arrays])
+    with serve(mirror) as url:
+        assert main([*shlex.split(shown)[3:], "--mirror", url]) == 0
+    at.run()
+    assert not at.exception and not at.warning
+    assert at.selectbox(key="train.data").options[2] == "MNIST digits (28×28, grey)"
+    assert any(c.value.startswith("600 training and 100 test images of 1×28×28") for c in at.caption)
+
+
+def test_offline_the_download_button_says_what_went_wrong_and_the_built_in_shapes_are_one_click_away(
+    empty_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    at = run_app(TINY, page="training")
+    at.selectbox(key="train.data").set_value("cifar10").run()
+    next(b for b in at.button if b.label == "Try downloading it here (163 MB)").click().run()
+    assert not at.exception
+    (failed,) = [e.value for e in at.error]
+    assert failed.startswith("The download did not work: this computer cannot reach the internet")
+    assert f"`python -m resnet_core fetch --data cifar10 --data-dir {empty_data_dir}`" in failed
+    details = "\n".join(t.value for t in at.text)  # the library's own words, for whoever looks after the computer
+    assert "Temporary failure in name resolution" in details and "cifar-10-python.tar.gz" in details
+    assert [p for p in empty_data_dir.rglob("*") if p.is_file()] == []
+
+    next(b for b in at.button if b.label == "Use the built-in shapes instead").click().run()
+    assert not at.exception and not at.error and at.selectbox(key="train.data").value == "builtin"
+    assert "Start training" in [b.label for b in at.button]
+
+
+def test_a_model_trained_with_the_datasets_channels_and_classes_says_so() -> None:
+    one_channel = {**TINY, "in_channels": "1", "classes": "7", "input": "1x32x32"}
+    at = run_app(one_channel, page="training")
+    assert not at.exception
+    [note] = [i.value for i in at.info if "Trained as this dataset needs" in i.value]
+    assert "3 input channels instead of the model's 1" in note and "10 classes instead of the model's 7" in note
+    at = run_app(TINY, page="training")  # 3 channels and 10 classes, as the built-in shapes: nothing to say
+    assert not any("Trained as this dataset needs" in i.value for i in at.info)

@@ -12,7 +12,16 @@ import torch
 import torchvision
 
 from resnet_core import PretrainedUnavailable, load_pretrained
-from resnet_core.weights import checkpoint_path, download
+from resnet_core.weights import (
+    checkpoint_megabytes,
+    checkpoint_path,
+    checkpoint_present,
+    download,
+    fetch_checkpoint,
+    pretrained_url,
+    weights_dir,
+)
+from tests.test_data import serve
 
 
 @pytest.fixture
@@ -72,3 +81,41 @@ def test_download_reports_progress_and_checks_the_hash(tmp_path: Path) -> None:
     with pytest.raises(PretrainedUnavailable, match="hash mismatch"):
         download(src.as_uri(), tmp_path / "out2" / "model-deadbeef.pth")
     assert list((tmp_path / "out2").iterdir()) == []  # the partial file is gone
+
+
+def test_presence_is_the_checkpoint_file_where_loading_looks(torch_home: Path) -> None:
+    assert weights_dir() == torch_home / "hub" / "checkpoints"  # torch hub's cache, read when called
+    assert not checkpoint_present("resnet18")
+    path = checkpoint_path(pretrained_url("resnet18"))
+    path.parent.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    assert checkpoint_present("resnet18") and not checkpoint_present("resnet50")
+    assert load_pretrained("resnet18").weights_name == "ResNet18_Weights.IMAGENET1K_V1"  # no network needed
+    other = torch_home / "elsewhere"
+    assert not checkpoint_present("resnet18", root=other)
+    with pytest.raises(PretrainedUnavailable, match="no ImageNet weights for 'resnet20'"):
+        checkpoint_present("resnet20")
+    # torchvision's own record of the download size (resnet18: 44.7 MB).
+    assert checkpoint_megabytes("resnet18") == pytest.approx(44.661)
+
+
+def test_fetch_from_a_mirror_refuses_a_file_whose_hash_is_not_in_its_name(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    name = checkpoint_path(pretrained_url("resnet18")).name  # resnet18-f37072fd.pth: the sha256 starts f37072fd
+    (mirror / name).write_bytes(b"not the published checkpoint" * 1000)
+    root = tmp_path / "weights"
+    with serve(mirror) as url, pytest.raises(PretrainedUnavailable) as info:
+        fetch_checkpoint("resnet18", root=root, mirror=url)
+    assert "hash mismatch" in str(info.value) and f"{url}{name}" in info.value.reason
+    assert list(root.iterdir()) == []  # nothing under the final name, nothing partial
+
+
+def test_download_checks_a_published_md5_before_the_file_takes_its_name(tmp_path: Path) -> None:
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"payload" * 999)
+    good = hashlib.md5(src.read_bytes()).hexdigest()
+    assert download(src.as_uri(), tmp_path / "a" / "file.bin", md5=good).read_bytes() == src.read_bytes()
+    with pytest.raises(PretrainedUnavailable, match=f"md5 is not {'0' * 32}"):
+        download(src.as_uri(), tmp_path / "b" / "file.bin", md5="0" * 32)
+    assert list((tmp_path / "b").iterdir()) == []

@@ -11,12 +11,13 @@ from collections.abc import Collection
 from html import escape
 
 from resnet_core import Report
-from resnet_core.plan import BlockPlan, plan
+from resnet_core.plan import BlockPlan
 
 SHORTCUT_STYLE = {
-    "identity": ('color="#16a34a"', "identity"),
-    "projection": ('color="#ea580c" style=dashed', "projection 1x1"),
-    "zero_pad": ('color="#2563eb" style=dotted', "zero-pad (A)"),
+    # Shortcuts drawn thicker than the main path: a one-pixel dotted line (option A) vanished at screen size.
+    "identity": ('color="#16a34a" penwidth=2', "identity"),
+    "projection": ('color="#ea580c" style=dashed penwidth=2', "projection 1x1"),
+    "zero_pad": ('color="#2563eb" style=dotted penwidth=3', "zero-pad (A)"),
 }
 
 
@@ -46,7 +47,7 @@ def default_expanded(report: Report, max_blocks: int = 6) -> list[str]:
 
 
 def block_diagram(report: Report, expanded: Collection[str]) -> str:
-    p = plan(report.config)
+    p = report.plan
     out_shape = {}  # block path -> its output shape, read from the analysis rows
     for r in report.rows:
         if r.block is not None and r.branch != "shortcut":
@@ -105,3 +106,62 @@ def block_diagram(report: Report, expanded: Collection[str]) -> str:
 
 def type_name(b: BlockPlan) -> str:
     return ("pre-act " if b.preact else "") + ("basic" if b.kind == "basic" else "bottleneck")
+
+
+def _layer_text(kind: str, kernel: int | None, stride: int | None, shape: tuple[int, ...]) -> tuple[str, str]:
+    """A layer node's title and line: ("conv 1x1/2", "128×28×28")."""
+    short = {"Conv2d": "conv", "BatchNorm2d": "BN", "ReLU": "ReLU", "Add": "+", "ZeroPadShortcut": "zero-pad"}
+    title = short.get(kind, kind)
+    if kernel is not None and kind == "Conv2d":
+        title += f" {kernel}x{kernel}" + (f"/{stride}" if stride and stride > 1 else "")
+    elif kind == "ZeroPadShortcut" and stride and stride > 1:
+        title += f" /{stride}"
+    return title, _shape(shape)
+
+
+def layer_diagram(report: Report, block: str, marked: Collection[str] = ()) -> str:
+    """One block (`"layer2.0"`) drawn layer by layer: the residual branch down the middle, the shortcut beside it,
+    the sum and what follows it. Rows whose key (`resnet_core.compare.row_keys`) is in `marked` are drawn red."""
+    from resnet_core.compare import row_keys
+
+    keys = row_keys(report.rows)
+    index = [i for i, r in enumerate(report.rows) if r.block is not None and f"{r.stage}.{r.block}" == block]
+    if not index:
+        raise ValueError(f"{block!r} is not a block of this model")
+    b = next(p for p in report.plan.blocks if p.path == block)
+    before = next(r for r in reversed(report.rows[: index[0]]) if r.branch != "shortcut")
+    lines = [
+        "digraph block {",
+        '  rankdir=TB; nodesep=0.3; ranksep=0.16; bgcolor="transparent";',
+        '  node [shape=box style="rounded,filled" fontname="Helvetica" fontsize=10 color="#94a3b8"];',
+        '  edge [fontname="Helvetica" fontsize=9 color="#475569" arrowsize=0.6];',
+        _node("in", f"{block} · {type_name(b)}", [f"in {_shape(before.output_shape)}"], "#f1f5f9"),
+    ]
+    prev, shortcut_from, shortcut_prev = "in", "in", None
+    for i in index:
+        r, key = report.rows[i], keys[i]
+        title, shape = _layer_text(r.kind, r.kernel, r.stride, r.output_shape)
+        fill = "#fee2e2" if key in marked else "#dbeafe" if r.kind == "Conv2d" else "#f8fafc"
+        node = _node(key, title, [shape], fill)
+        if key in marked:
+            node = node.replace("];", ' color="#dc2626" penwidth=2];')
+        lines.append(node)
+        if r.branch == "shortcut":
+            style = SHORTCUT_STYLE[b.shortcut][0]
+            lines.append(f'  "{shortcut_prev or shortcut_from}" -> "{key}" [{style}];')
+            shortcut_prev = key
+            continue
+        lines.append(f'  "{prev}" -> "{key}";')
+        if r.kind == "Add":
+            if shortcut_prev is not None:
+                lines.append(f'  "{shortcut_prev}" -> "{key}" [{SHORTCUT_STYLE[b.shortcut][0]}];')
+            else:
+                style, text = SHORTCUT_STYLE["identity"]
+                lines.append(f'  "{shortcut_from}" -> "{key}" [{style} label=" {text}" fontcolor="#475569"];')
+        elif b.preact and b.projection is not None and r.kind == "ReLU" and shortcut_from == "in":
+            shortcut_from = key  # a pre-activation block projects its activated input ([He2016] Fig. 1b)
+        prev = key
+    lines.append(_node("out", "out", [_shape(report.rows[index[-1]].output_shape)], "#f1f5f9"))
+    lines.append(f'  "{prev}" -> "out";')
+    lines.append("}")
+    return "\n".join(lines)

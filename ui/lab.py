@@ -16,6 +16,8 @@ from server.work import RaceJob
 from ui import state as K
 from ui.training import dataset, job_runner, owner
 
+RACE_DATA_LABELS = {"builtin": "the built-in shapes (offline, minutes on a CPU)",
+                    "cifar10": "CIFAR-10 (the paper's data and recipe; a GPU)"}
 SIGNAL_BATCH = {"cifar": 32, "imagenet": 4}  # images per measurement: a real batch, small enough to be instant
 
 
@@ -84,7 +86,8 @@ def start_race(racers: dict[str, ResNetConfig], data: Dataset, epochs: int, seco
     cfg = RACE_RECIPES[data.name].with_(epochs=epochs, max_seconds=seconds)
 
     job = job_runner().submit(owner(), RaceJob(tuple(racers.items()), data.name, cfg),
-                              label="race: " + " vs ".join(racers), max_seconds=seconds)
+                              label="race: " + " vs ".join(racers), max_seconds=seconds,
+                              meta={"data": data.name, "seed": cfg.seed})  # what its twins' analyses need
     st.session_state.setdefault(K.LAB_RACES, []).append((tuple(racers), job.id))
 
 

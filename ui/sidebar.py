@@ -10,32 +10,36 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
 
-from resnet_core.config import BLOCK_TYPES, PRESET_GROUPS, PRESETS, SHORTCUTS, STEMS, STRIDE_PLACEMENTS, ResNetConfig
+from resnet_core.config import PRESET_GROUPS, PRESETS, ConfigError, ResNetConfig
+from resnet_core.units import parse_ints
+from server.fields import FIELD, FIELDS, Field
 from server.runs import is_run_id
 from server.selection import (
     CUSTOM,
     DEFAULT,
+    MAX_QUERY_VALUE,
     MAX_SIDE,
     MIN_SIDE,
+    QUERY_KEYS,
     Selection,
+    TooLarge,
     check,
     default_input,
     from_query,
     to_query,
 )
 from ui import state as K
+from ui.cache import report_for
 
 FAMILIES = (*PRESET_GROUPS, "Custom")
+# URL keys a page owns (the compare page's model B: `b_preset`, `b_blocks`, ...): the picker keeps them as they are.
+PAGE_KEY_PREFIX = "b_"
 PER_STAGE = "per stage…"
-SHORTCUT_HELP = {
-    "A": "A · zero-padded identity (no parameters)",
-    "B": "B · projection where the shape changes",
-    "C": "C · projection in every block",
-}
 
 
 def _family_of(preset: str) -> str:
@@ -45,22 +49,14 @@ def _family_of(preset: str) -> str:
 def _seed_custom(cfg: ResNetConfig) -> None:
     """Copy a config into the custom controls (so customising starts from what is on screen)."""
     ss = st.session_state
-    ss[K.C_BLOCKS] = ",".join(map(str, cfg.blocks))
+    for f in CUSTOM_FIELDS:
+        value = getattr(cfg, f.name)
+        ss[f.key] = f.write(value) if f.kind == "ints" else value
+    block = FIELD["block"]
     if isinstance(cfg.block, str):
-        ss[K.C_BLOCK], ss[K.C_BLOCK_PER_STAGE] = cfg.block, cfg.block
+        ss[block.key], ss[K.C_BLOCK_PER_STAGE] = cfg.block, cfg.block
     else:
-        ss[K.C_BLOCK], ss[K.C_BLOCK_PER_STAGE] = PER_STAGE, ",".join(cfg.block)
-    ss[K.C_WIDTHS] = ",".join(map(str, cfg.widths))
-    ss[K.C_STEM] = cfg.stem
-    ss[K.C_STEM_WIDTH] = cfg.stem_width
-    ss[K.C_SHORTCUT] = cfg.shortcut
-    ss[K.C_STRIDE_AT] = cfg.stride_at
-    ss[K.C_GROUPS] = cfg.groups
-    ss[K.C_WIDTH_PER_GROUP] = cfg.width_per_group
-    ss[K.C_PREACT] = cfg.preact
-    ss[K.C_RESIDUAL] = cfg.residual
-    ss[K.C_ZERO_INIT] = cfg.zero_init_residual
-    ss[K.C_CLASSES] = cfg.num_classes
+        ss[block.key], ss[K.C_BLOCK_PER_STAGE] = PER_STAGE, block.write(cfg.block)
 
 
 def _seed(sel: Selection) -> None:
@@ -116,7 +112,7 @@ def _initialise() -> None:
     if ss.get(K.INITIALISED):
         return
     sel, warnings = from_query(st.query_params.to_dict())
-    ss[K.URL_WARNINGS] = warnings
+    ss[K.URL_WARNINGS], ss[K.URL_SELECTION] = warnings, sel
     ss[K.LAST_GOOD] = sel
     _seed(sel)
     ss[K.INITIALISED] = True
@@ -143,179 +139,253 @@ def _entry(widget: Any, label: str, key: str, **kwargs: Any) -> Any:
     return widget(label, key=key, **kwargs)
 
 
-def _ints(text: str, what: str) -> tuple[int, ...]:
+@dataclass(frozen=True)
+class Problem:
+    """Why the controls' model cannot be shown, said beside the control it belongs to."""
+
+    field: str | None  # a ResNetConfig field; None: the input's controls
+    text: str
+
+
+def _custom_config() -> ResNetConfig:
+    """The custom controls' config; a Problem-shaped ValueError (`ConfigError` or a parse error) when it cannot be
+    built."""
+    ss = st.session_state
+    values: dict[str, object] = {"in_channels": int(ss[K.CHANNELS])}
+    for f in CUSTOM_FIELDS:
+        raw = ss[f.key]
+        if f.kind == "ints":
+            try:
+                values[f.name] = parse_ints(raw)
+            except ValueError as e:
+                raise ConfigError(f.name, raw, str(e), why=str(e)) from None
+        elif f.kind == "types" and raw == PER_STAGE:
+            values[f.name] = f.read(ss[K.C_BLOCK_PER_STAGE])
+        else:
+            values[f.name] = int(raw) if f.kind == "int" else raw
+    return ResNetConfig(**values)  # type: ignore[arg-type]
+
+
+def _problem_of(e: ConfigError) -> Problem:
+    return Problem(e.field, _sentence(f"{FIELD[e.field].label}: {e.plain}"))
+
+
+def _sentence(text: str) -> str:
+    """A message as a sentence: capital first, full stop last."""
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
+
+
+def _changed_field(new: ResNetConfig, old: ResNetConfig) -> str | None:
+    """The first field the student changed from the model on screen: where a refusal of the whole model is said."""
+    return next((f.name for f in FIELDS if getattr(new, f.name) != getattr(old, f.name)), None)
+
+
+def _note(field: str, text: str) -> None:
+    """Say, beside a control, what the app changed in it to follow another (shown once)."""
+    st.session_state.setdefault(K.C_NOTES, {})[field] = text
+
+
+def _stage_widths(widths: tuple[int, ...], stages: int) -> tuple[int, ...]:
+    """One width per stage: the first ones kept, each new stage twice the one before it (as in every ResNet)."""
+    out = list(widths[:stages])
+    while len(out) < stages:
+        out.append(out[-1] * 2 if out else 64)
+    return tuple(out)
+
+
+def _on_blocks_change() -> None:
+    """Blocks per stage sets the number of stages: widths (and per-stage block types) follow it."""
+    ss = st.session_state
     try:
-        values = tuple(int(p) for p in text.replace(" ", "").split(",") if p)
+        stages = len(parse_ints(ss[FIELD["blocks"].key]))
+        widths = parse_ints(ss[FIELD["widths"].key])
     except ValueError:
-        raise ValueError(f"{what}: write whole numbers separated by commas, e.g. 2,2,2,2") from None
-    if not values:
-        raise ValueError(f"{what}: give at least one stage")
-    return values
+        return
+    if len(widths) != stages:
+        new = _stage_widths(widths, stages)
+        ss[FIELD["widths"].key] = FIELD["widths"].write(new)
+        _note("widths", f"Set to {FIELD['widths'].write(new)}: one width for each of the {stages} stages.")
+    if ss[FIELD["block"].key] == PER_STAGE:
+        types = [t.strip() for t in ss[K.C_BLOCK_PER_STAGE].split(",")]
+        if len(types) not in (1, stages):
+            types = (types + [types[-1]] * stages)[:stages]
+            ss[K.C_BLOCK_PER_STAGE] = ",".join(types)
+            _note("block", f"Set to {ss[K.C_BLOCK_PER_STAGE]}: one block type for each of the {stages} stages.")
 
 
-CONTROL_OF_FIELD = {
-    "blocks": "Blocks per stage",
-    "widths": "Widths",
-    "block": "Block type",
-    "stem": "Stem",
-    "stem_width": "Stem width",
-    "shortcut": "Shortcut",
-    "stride_at": "Bottleneck stride",
-    "groups": "Groups",
-    "width_per_group": "Width per group",
-    "num_classes": "Classes",
-    "in_channels": "Channels",
-}
-
-
-def control_message(message: str) -> str:
-    """A config error in the words of the sidebar: the control's label first, no class names."""
-    if not message.startswith("ResNetConfig."):
-        return message
-    detail = message.removeprefix("ResNetConfig.")
-    field = detail.split("=", 1)[0].split("[", 1)[0]
-    return f"{CONTROL_OF_FIELD.get(field, field)}: {detail}"
-
-
-def _custom_controls() -> ResNetConfig:
-    """The custom-model controls; raises ValueError (shown next to them) for a config that cannot be built."""
-    _entry(
-        st.text_input, "Blocks per stage", K.C_BLOCKS, help="Residual blocks in each stage, e.g. 3,4,6,3 (ResNet-50)"
-    )
-    _choice(st.selectbox, "Block type", (*BLOCK_TYPES, PER_STAGE), K.C_BLOCK)
-    if st.session_state[K.C_BLOCK] == PER_STAGE:
-        _entry(
-            st.text_input,
-            "Block type of each stage",
-            K.C_BLOCK_PER_STAGE,
-            help="e.g. basic,basic,bottleneck,bottleneck",
-        )
-    _entry(st.text_input, "Widths", K.C_WIDTHS, help="Base width of each stage; a bottleneck outputs 4x this")
-    cols = st.columns(2)
-    _choice(cols[0].selectbox, "Stem", STEMS, K.C_STEM, help="imagenet: 7x7/2 conv + max-pool; cifar: 3x3/1 conv")
-    _entry(cols[1].number_input, "Stem width", K.C_STEM_WIDTH, min_value=1, max_value=100_000)
-    _choice(st.radio, "Shortcut", SHORTCUTS, K.C_SHORTCUT, format_func=SHORTCUT_HELP.get)
-    _choice(
-        st.radio,
-        "Bottleneck stride on",
-        STRIDE_PLACEMENTS,
-        K.C_STRIDE_AT,
-        horizontal=True,
-        format_func=lambda v: {"v1": "v1 · first 1x1 (paper)", "v1.5": "v1.5 · 3x3 (torchvision)"}[v],
-    )
-    cols = st.columns(2)
-    _entry(cols[0].number_input, "Groups", K.C_GROUPS, min_value=1, max_value=100_000, help="ResNeXt cardinality")
-    _entry(cols[1].number_input, "Width per group", K.C_WIDTH_PER_GROUP, min_value=1, max_value=100_000)
-    _entry(st.toggle, "Pre-activation (BN-ReLU before conv)", K.C_PREACT)
-    _entry(st.toggle, "Residual shortcuts", K.C_RESIDUAL, help="Off: the plain network of the same shape")
-    _entry(st.toggle, "Zero-init last BN of each block", K.C_ZERO_INIT)
-    _entry(st.number_input, "Classes", K.C_CLASSES, min_value=1, max_value=10_000_000)
-
+def _on_groups_change() -> None:
+    """More groups, thinner groups: width per group follows so that the grouped 3×3 conv keeps its width
+    (groups × width per group stays what it was), instead of growing with the groups."""
     ss = st.session_state
-    blocks = _ints(ss[K.C_BLOCKS], "Blocks per stage")
-    widths = _ints(ss[K.C_WIDTHS], "Widths")
-    if ss[K.C_BLOCK] == PER_STAGE:
-        types = tuple(t.strip() for t in ss[K.C_BLOCK_PER_STAGE].split(","))
-        block: object = types[0] if len(types) == 1 else types
+    last: ResNetConfig = ss[K.LAST_GOOD].config
+    channels = last.groups * last.width_per_group
+    groups = int(ss[FIELD["groups"].key])
+    per_group = max(1, channels // groups)
+    if per_group != int(ss[FIELD["width_per_group"].key]):
+        ss[FIELD["width_per_group"].key] = per_group
+        _note("width_per_group", f"Set to {per_group}: {groups} groups × {per_group} keeps the grouped 3×3 conv at "
+              f"{groups * per_group} channels per 64 of stage width (it had {channels}).")
+
+
+def _all_basic() -> bool:
+    ss = st.session_state
+    block = ss[FIELD["block"].key]
+    types = ss[K.C_BLOCK_PER_STAGE].split(",") if block == PER_STAGE else [block]
+    return all(t.strip() == "basic" for t in types)
+
+
+def _on_block_change() -> None:
+    """Basic blocks have no grouped conv: choosing them puts groups back to 1 and width per group to 64."""
+    ss = st.session_state
+    groups, per_group = FIELD["groups"], FIELD["width_per_group"]
+    if _all_basic() and (int(ss[groups.key]), int(ss[per_group.key])) != (1, 64):
+        ss[groups.key], ss[per_group.key] = 1, 64
+        _note("groups", "Set to 1 group of width 64: basic blocks have no grouped conv (bottleneck blocks do).")
+
+
+LINKED = {"blocks": _on_blocks_change, "groups": _on_groups_change, "block": _on_block_change}
+# The custom controls, row by row; in_channels is the input's Channels control.
+ROWS = (("blocks",), ("block",), ("widths",), ("stem",), ("stem_width",), ("shortcut",), ("stride_at",),
+        ("groups", "width_per_group"), ("preact",), ("residual",), ("zero_init_residual",), ("num_classes",))
+CUSTOM_FIELDS = tuple(FIELD[name] for row in ROWS for name in row)
+
+
+def _control(box: Any, f: Field) -> None:
+    """One field's control in `box` (the sidebar or one of its columns), drawn as the table of fields says."""
+    on_change = LINKED.get(f.name)
+    if f.kind == "ints":
+        _entry(box.text_input, f.label, f.key, help=f.help, on_change=on_change)
+    elif f.kind == "types":
+        _choice(box.selectbox, f.label, (*f.options, PER_STAGE), f.key, help=f.help, on_change=on_change)
+        if st.session_state[f.key] == PER_STAGE:
+            _entry(box.text_input, "Block type of each stage", K.C_BLOCK_PER_STAGE,
+                   help="e.g. basic,basic,bottleneck,bottleneck", on_change=on_change)
+    elif f.kind == "choice":  # a few options: all in sight (a select box at sidebar width cut "imagenet" short)
+        _choice(box.radio, f.label, f.options, f.key, help=f.help, format_func=f.show, horizontal=not f.words)
+    elif f.kind == "int":
+        grouped = f.name in ("groups", "width_per_group")
+        _entry(box.number_input, f.label, f.key, min_value=1, max_value=f.high, on_change=on_change,
+               disabled=grouped and _all_basic(), help=f.help + (" Choose bottleneck blocks to change it."
+                                                                 if grouped and _all_basic() else ""))
     else:
-        block = ss[K.C_BLOCK]
-    return ResNetConfig(
-        blocks=blocks,
-        block=block,  # type: ignore[arg-type]
-        widths=widths,
-        stem=ss[K.C_STEM],
-        stem_width=int(ss[K.C_STEM_WIDTH]),
-        shortcut=ss[K.C_SHORTCUT],
-        stride_at=ss[K.C_STRIDE_AT],
-        groups=int(ss[K.C_GROUPS]),
-        width_per_group=int(ss[K.C_WIDTH_PER_GROUP]),
-        preact=bool(ss[K.C_PREACT]),
-        residual=bool(ss[K.C_RESIDUAL]),
-        zero_init_residual=bool(ss[K.C_ZERO_INIT]),
-        in_channels=int(ss[K.CHANNELS]),
-        num_classes=int(ss[K.C_CLASSES]),
-    )
+        _entry(box.toggle, f.label, f.key, help=f.help)
 
 
-def _input_controls(*, custom: bool) -> tuple[tuple[int, int, int], int]:
+def _custom_controls(problem: Problem | None) -> None:
+    """The custom-model controls, each followed by what is wrong with it or what the app changed in it."""
+    notes: dict[str, str] = st.session_state.pop(K.C_NOTES, {})
+    for row in ROWS:
+        boxes = st.columns(len(row)) if len(row) > 1 else [st]
+        for box, name in zip(boxes, row):
+            _control(box, FIELD[name])
+        for name in row:
+            if problem is not None and problem.field == name:
+                st.error(problem.text, icon=":material/warning:")
+            if name in notes:
+                st.caption(f"{FIELD[name].label}: {notes[name]}")
+
+
+def _input_state() -> tuple[tuple[int, int, int], int]:
+    """The input size and batch the controls hold (read before they are drawn, so a refusal can be said beside
+    the control it is about)."""
     ss = st.session_state
-    _entry(
-        st.number_input,
-        "Channels",
-        K.CHANNELS,
-        min_value=1,
-        max_value=64,
-        disabled=not custom,
-        help=None if custom else "A preset takes 3-channel (RGB) images; choose Custom for other inputs",
-    )
-    square = _entry(st.toggle, "Square input", K.SQUARE)
-    if square:
-        _entry(st.number_input, "Side (pixels)", K.SIDE, min_value=1, max_value=100_000)
+    if ss[K.SQUARE]:
         h = w = int(ss[K.SIDE])
         ss[K.HEIGHT], ss[K.WIDTH] = h, w
+    else:
+        h, w = int(ss[K.HEIGHT]), int(ss[K.WIDTH])
+        ss[K.SIDE] = h
+    return (int(ss[K.CHANNELS]), h, w), int(ss[K.BATCH])
+
+
+def _input_controls(*, custom: bool) -> None:
+    channels = FIELD["in_channels"]
+    _entry(st.number_input, channels.label, K.CHANNELS, min_value=1, max_value=channels.high, disabled=not custom,
+           help=channels.help if custom else "A preset takes 3-channel (RGB) images; choose Custom for other inputs")
+    if _entry(st.toggle, "Square input", K.SQUARE):
+        _entry(st.number_input, "Side (pixels)", K.SIDE, min_value=1, max_value=100_000)
     else:
         cols = st.columns(2)
         _entry(cols[0].number_input, "Height", K.HEIGHT, min_value=1, max_value=100_000)
         _entry(cols[1].number_input, "Width", K.WIDTH, min_value=1, max_value=100_000)
-        h, w = int(ss[K.HEIGHT]), int(ss[K.WIDTH])
-        ss[K.SIDE] = h
     _entry(st.number_input, "Batch size", K.BATCH, min_value=1, max_value=1_000_000)
-    return (int(ss[K.CHANNELS]), h, w), int(ss[K.BATCH])
+
+
+def _candidate(family: str) -> tuple[Selection | None, Problem | None]:
+    """What the controls ask for, and why it cannot be shown (None when it can)."""
+    ss = st.session_state
+    last: Selection = ss[K.LAST_GOOD]
+    if family == "Custom":
+        preset = CUSTOM
+        try:
+            config = _custom_config()
+        except ConfigError as e:
+            return None, _problem_of(e)
+    else:
+        preset = ss[K.PRESET]
+        config = PRESET_GROUPS[family][preset]
+        ss[K.CHANNELS] = config.in_channels  # a preset's in_channels is fixed; the input's channels follow it
+    input_size, batch = _input_state()
+    candidate = Selection(preset, config, input_size, batch)
+    try:
+        check(candidate, report_for)
+    except TooLarge as e:
+        return None, Problem(_changed_field(config, last.config), _sentence(str(e)))
+    except ValueError as e:
+        return None, Problem(None, _sentence(str(e)))
+    return candidate, None
 
 
 def model_picker() -> Selection:
-    """Render the picker and return the selection to show: the current one if valid, else the last good one.
+    """Render the picker and return the selection to show: the current one if valid, else the last good one,
+    with the reason beside the control that caused it and a note above the page.
     What had to be replaced in the link the session was opened with is said at the top of the page, whichever
-    page the link opens."""
+    page the link opens, until the student picks another model."""
     _initialise()
     ss = st.session_state
+    family = ss[K.FAMILY]
+    if family != "Custom" and ss.get(K.PRESET) not in PRESET_GROUPS[family]:
+        ss[K.PRESET] = next(iter(PRESET_GROUPS[family]))
+    candidate, problem = _candidate(family)
+    if candidate is not None:
+        ss[K.LAST_GOOD] = candidate
     with st.sidebar:
         st.header("Model")
-        family = _choice(st.selectbox, "Family", FAMILIES, K.FAMILY, on_change=_on_family_change)
-        problem: str | None = None
-        config: ResNetConfig | None = None
-        preset = CUSTOM
+        _choice(st.selectbox, "Family", FAMILIES, K.FAMILY, on_change=_on_family_change)
         if family == "Custom":
-            try:
-                with st.expander("Stages and blocks", expanded=True):
-                    config = _custom_controls()
-            except ValueError as e:
-                problem = control_message(str(e))
-                st.error(problem, icon=":material/warning:")
+            with st.expander("Stages and blocks", expanded=True):
+                _custom_controls(problem)
         else:
-            options = tuple(PRESET_GROUPS[family])
-            if ss.get(K.PRESET) not in options:
-                ss[K.PRESET] = options[0]
-            preset = _choice(st.selectbox, "Preset", options, K.PRESET, on_change=_on_preset_change)
-            config = PRESET_GROUPS[family][preset]
-            # A preset's in_channels is fixed; keep the input's channels in step with it.
-            ss[K.CHANNELS] = config.in_channels
-
+            _choice(st.selectbox, "Preset", tuple(PRESET_GROUPS[family]), K.PRESET, on_change=_on_preset_change)
         st.header("Input")
-        input_size, batch = _input_controls(custom=family == "Custom")
-        if config is not None:
-            candidate = Selection(preset, config, input_size, batch)
-            try:
-                check(candidate)
-            except ValueError as e:
-                problem = str(e)
-                st.error(problem, icon=":material/warning:")
-            else:
-                ss[K.LAST_GOOD] = candidate
-        if problem:
+        _input_controls(custom=family == "Custom")
+        if problem is not None and problem.field is None:
+            st.error(problem.text, icon=":material/warning:")
+        if problem is not None:
             st.caption("Showing the last valid model until this is fixed.")
 
+    shown: Selection = ss.get(K.LAST_GOOD, DEFAULT)
+    if problem is not None:
+        st.warning(f"**The model in the sidebar is not shown.** {problem.text} This page shows the last valid "
+                   f"model, **{shown.label}**, until it is fixed.", icon=":material/block:")
+    if shown != ss.get(K.URL_SELECTION, shown):
+        ss[K.URL_WARNINGS] = []  # the link's problems are gone with the model it asked for
     for warning in url_warnings():
         st.warning(warning, icon=":material/link:")
-    shown: Selection = ss.get(K.LAST_GOOD, DEFAULT)
     ss[K.SELECTION] = shown
     query = to_query(shown)
-    run = st.query_params.get("run")
-    if run is not None and is_run_id(run):  # the training page's run: not part of the model
-        query["run"] = run
+    for key, value in st.query_params.to_dict().items():  # what pages own rides along: not part of the model
+        if (key == "run" and is_run_id(value)) or _page_key(key, value):
+            query[key] = value
     if st.query_params.to_dict() != query:
         st.query_params.from_dict(query)
     return shown
+
+
+def _page_key(key: str, value: str) -> bool:
+    """A URL key the compare page owns (model B's `b_preset`, `b_blocks`, ...), of a readable length."""
+    own = key.startswith(PAGE_KEY_PREFIX) and key.removeprefix(PAGE_KEY_PREFIX) in QUERY_KEYS
+    return own and len(value) <= MAX_QUERY_VALUE
 
 
 def current_selection() -> Selection:

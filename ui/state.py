@@ -6,6 +6,7 @@ from __future__ import annotations
 INITIALISED = "picker.initialised"
 URL_WARNINGS = "picker.url_warnings"
 SELECTION = "picker.selection"  # what every page shows this run
+URL_SELECTION = "picker.url_selection"  # what the link asked for: its warnings stand until the model changes
 LAST_GOOD = "picker.last_good"  # the last valid Selection; shown whenever the controls hold a bad one
 FAMILY = "picker.family"
 PRESET = "picker.preset"
@@ -16,30 +17,20 @@ HEIGHT = "picker.height"
 WIDTH = "picker.width"
 BATCH = "picker.batch"
 
-# Custom model controls.
-C_BLOCKS = "custom.blocks"
-C_BLOCK = "custom.block"
+# Custom model controls: each field's own key is `custom.<field>` (server/fields.py, `Field.key`).
 C_BLOCK_PER_STAGE = "custom.block_per_stage"
-C_WIDTHS = "custom.widths"
-C_STEM = "custom.stem"
-C_STEM_WIDTH = "custom.stem_width"
-C_SHORTCUT = "custom.shortcut"
-C_STRIDE_AT = "custom.stride_at"
-C_GROUPS = "custom.groups"
-C_WIDTH_PER_GROUP = "custom.width_per_group"
-C_PREACT = "custom.preact"
-C_RESIDUAL = "custom.residual"
-C_ZERO_INIT = "custom.zero_init"
-C_CLASSES = "custom.classes"
+C_NOTES = "custom.notes"  # {field: what the app changed in it to follow another control}, said once
 
 # The architecture page.
 TABLE_LEVEL = "arch.table_level"
 TABLE_STAGE = "arch.table_stage"
+ARCH_TAB = "arch.tab"  # the open tab: only its content is drawn
 DIAGRAM_EXPANDED = "arch.diagram_expanded"  # suffixed with the model, so each model starts with its default
 
 # The feature-maps page.
 FM_SOURCE = "fm.source"
 FM_SAMPLE = "fm.sample"
+FM_SHAPE = "fm.shape"  # the sample list of a model trained on the built-in shapes: shapes, then photos
 FM_PATTERN = "fm.pattern"
 FM_UPLOAD = "fm.upload"
 FM_UPLOAD_SEEN = "fm.upload_seen"  # file_id of the last upload handled, so a bad file is reported once
@@ -80,3 +71,15 @@ LAB_SECONDS = "lab.seconds"
 LAB_RACES = "lab.races"  # this session's races: list of (racer names, job id)
 LAB_ERROR = "lab.error"
 LAB_SHOWN = "lab.shown"  # the id of the latest finished race whose end a whole-page run has shown
+LAB_ANALYSES = "lab.analyses"  # {(race job id, depth, analysis): its job id}
+LAB_PAIR = "lab.pair"  # the depth whose twins the analyses measure
+
+# The compare page.
+CMP_INITIALISED = "cmp.initialised"  # model B has been read from the link
+CMP_URL_WARNINGS = "cmp.url_warnings"  # what had to be replaced in the link's model B
+CMP_B_MODEL = "cmp.b_model"  # the "Model B" selectbox: a preset name or "custom"
+CMP_B_FIELD = "cmp.b"  # each custom field's control is f"{CMP_B_FIELD}.{field name}"
+CMP_B_LAST_GOOD = "cmp.b_last_good"  # model B's last valid config: shown while the controls hold a bad one
+CMP_TAB = "cmp.tab"  # the open tab: only its content is drawn
+CMP_BLOCK = "cmp.block"  # the block drawn layer by layer
+CMP_ONLY_DIFFERING = "cmp.only_differing"

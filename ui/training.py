@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-import plotly.graph_objects as go
 import streamlit as st
 import torch
 from streamlit.runtime import Runtime
@@ -17,7 +16,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from resnet_core.config import ResNetConfig
 from resnet_core.data import Dataset, load_dataset
 from resnet_core.export import to_safetensors
-from resnet_core.train import Progress, TrainConfig, training_flops
+from resnet_core.train import TrainConfig, training_flops
 from resnet_core.train.estimate import RunPlan, device_flops_per_s, plan_run, probe_images_per_s
 from server.jobs import Job, Jobs, QueueFull, connect, gpu_share
 from server.runs import RunRecord, RunStore, new_run_id
@@ -82,16 +81,6 @@ def run_store() -> RunStore:
 def dataset(name: str) -> Dataset:
     """Datasets are read-only tensors, shared by every session (never keyed on user input)."""
     return load_dataset(name, download=False)
-
-
-def download_with_progress(name: str) -> None:
-    """Download the dataset `name` under a progress bar, cleared when it ends; raises DatasetUnavailable."""
-    bar = st.progress(0.0, text=f"Downloading {name}…")
-    try:
-        load_dataset(name, download=True, on_progress=lambda done, total: bar.progress(
-            done / total if total else 0.0, text=f"Downloading {name}: {done / 2**20:.0f} MB"))
-    finally:
-        bar.empty()
 
 
 def owner() -> str:
@@ -253,83 +242,6 @@ def runs() -> list[tuple[Run, Job]]:
     """This session's runs whose jobs the runner still knows, oldest first."""
     r = job_runner()
     return [(run, job) for run in st.session_state.get(K.TRAIN_JOBS, []) if (job := r.get(run.job_id)) is not None]
-
-
-def smooth(values: list[float], window: int = 5) -> list[float]:
-    """Centred moving average over `window` reports (fewer at the ends): no lag, so a loss that falls fast is
-    drawn where it is, not where it was (an EMA of 0.9 over reports lags by ten of them)."""
-    half = window // 2
-    out = []
-    for i in range(len(values)):
-        part = values[max(0, i - half) : i + half + 1]
-        out.append(sum(part) / len(part))
-    return out
-
-
-def side_by_side(titles: tuple[str, ...], *, gap: float = 0.2) -> go.Figure:
-    """Empty panels in one row, trace axes "x"/"y", "x2"/"y2", ... (what `make_subplots(rows=1, cols=n,
-    subplot_titles=titles)` lays out, built as a plain layout: 1.7 ms instead of 8.5 ms, which counts in a
-    figure redrawn twice a second next to a training thread)."""
-    n = len(titles)
-    width = (1 - gap / n * (n - 1)) / n
-    layout: dict[str, object] = {"annotations": []}
-    for i, title in enumerate(titles):
-        left = i * (width + gap / n)
-        suffix = "" if i == 0 else str(i + 1)
-        layout[f"xaxis{suffix}"] = {"domain": [left, left + width], "anchor": f"y{suffix}"}
-        layout[f"yaxis{suffix}"] = {"domain": [0, 1], "anchor": f"x{suffix}"}
-        layout["annotations"].append({  # type: ignore[attr-defined]
-            "text": title, "x": left + width / 2, "y": 1, "xref": "paper", "yref": "paper",
-            "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 16},
-        })
-    return go.Figure(layout=layout)
-
-
-def accuracy_points(progress: list[Progress]) -> list[Progress]:
-    """The reports with a test accuracy: each epoch's, and the final one where the run ended mid-epoch."""
-    points = [p for p in progress if p.kind == "epoch"]
-    done = [p for p in progress if p.kind == "done" and p.test_acc is not None]
-    if done and (not points or done[-1].step != points[-1].step):
-        points.append(done[-1])
-    return points
-
-
-def curves(progress: list[Progress], earlier: list[tuple[str, list[Progress]]] = ()) -> go.Figure:  # type: ignore[assignment]
-    """The live curves of a run: loss per step (each report as a dot, a centred 5-report average as the line),
-    test and train accuracy against epochs (fractional, so a run cut short mid-epoch shows where it ended),
-    learning rate per step. The session's earlier runs are drawn in grey beneath: loss and test accuracy."""
-    fig = side_by_side(("Training loss", "Accuracy", "Learning rate"))
-    for name, past in earlier:
-        past_steps = [p for p in past if p.kind == "step" and p.loss is not None]
-        past_acc = accuracy_points(past)
-        fig.add_scatter(x=[p.step for p in past_steps], y=smooth([float(p.loss or 0.0) for p in past_steps]),
-                        mode="lines", line=dict(color="#94a3b8", width=1.5), name=f"{name}", legendgroup=name,
-                        opacity=0.8)
-        fig.add_scatter(x=[p.epochs_done for p in past_acc], y=[p.test_acc for p in past_acc], mode="lines+markers",
-                        line=dict(color="#94a3b8", width=1.5, dash="dot"), name=f"{name}: test", legendgroup=name,
-                        showlegend=False, xaxis="x2", yaxis="y2", hovertemplate="%{y:.1%}")
-    steps = [p for p in progress if p.kind == "step" and p.loss is not None]
-    if steps:
-        xs = [p.step for p in steps]
-        fig.add_scatter(x=xs, y=[p.loss for p in steps], mode="markers", marker=dict(color="#fdba74", size=4),
-                        name="loss (each report)")
-        fig.add_scatter(x=xs, y=smooth([float(p.loss or 0.0) for p in steps]), mode="lines",
-                        line=dict(color="#c2410c", width=2), name="loss (5-report average)")
-        fig.add_scatter(x=xs, y=[p.lr for p in steps], mode="lines", line=dict(color="#0ea5e9"), name="lr",
-                        xaxis="x3", yaxis="y3", showlegend=False)
-    points = accuracy_points(progress)
-    if points:
-        ex = [p.epochs_done for p in points]
-        fig.add_scatter(x=ex, y=[p.train_acc for p in points], mode="lines+markers", name="train accuracy",
-                        line=dict(color="#10b981"), xaxis="x2", yaxis="y2", hovertemplate="%{y:.1%}")
-        fig.add_scatter(x=ex, y=[p.test_acc for p in points], mode="lines+markers", name="test accuracy",
-                        line=dict(color="#6366f1"), xaxis="x2", yaxis="y2", hovertemplate="%{y:.1%}")
-    fig.update_layout(
-        xaxis_title_text="step", xaxis2_title_text="epochs", xaxis3_title_text="step",
-        yaxis2_range=[0, 1], yaxis2_tickformat=".0%", xaxis2_rangemode="tozero",
-        height=330, margin=dict(t=40, b=10, l=10, r=10), legend=dict(orientation="h", y=-0.25),
-    )
-    return fig
 
 
 # ----------------------------------------------------------------------------------------------

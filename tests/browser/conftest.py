@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.serving import serve
+
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
 HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parents[1]  # the directory that holds app.py
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -32,8 +26,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-dev-shm-usage",
 ]
-SERVER_START_TIMEOUT_S = 60.0
-SERVER_STOP_TIMEOUT_S = 10.0
 PAGE_TIMEOUT_MS = 30_000
 VIEWPORT = {"width": 1400, "height": 900}
 
@@ -73,76 +65,11 @@ def browser_requirements() -> None:
     pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _healthy(url: str) -> bool:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only: never via a proxy
-    try:
-        with opener.open(url, timeout=2) as resp:
-            return bool(resp.status == 200 and resp.read().decode().strip() == "ok")
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=SERVER_STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-@contextmanager
-def streamlit_server(port: int, log_path: Path, *, options: Sequence[str] = (),
-                     env: Mapping[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    """`streamlit run app.py` on `port` (loopback), with extra `--option value` pairs; stopped on exit.
-    Yields the process once /_stcore/health answers; fails the test with the server's output otherwise."""
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
-        "--server.headless", "true",
-        "--server.port", str(port),
-        "--browser.gatherUsageStats", "false",
-        "--server.fileWatcherType", "none",
-        *options,
-    ]  # fmt: skip
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    base_url = f"http://127.0.0.1:{port}"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while not _healthy(f"{base_url}/_stcore/health"):
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"streamlit exited early (code {proc.returncode}); its output ({log_path}):\n"
-                    f"{log_path.read_text(errors='replace')}",
-                    pytrace=False,
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"streamlit did not answer {base_url}/_stcore/health within {SERVER_START_TIMEOUT_S:.0f} s; "
-                    f"its output ({log_path}):\n{log_path.read_text(errors='replace')}",
-                    pytrace=False,
-                )
-            time.sleep(0.25)
-        yield proc
-    finally:
-        _stop(proc)
-
-
 @pytest.fixture(scope="session")
 def app_server(browser_requirements: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Run `streamlit run app.py` on a free loopback port; yield its base URL."""
-    port = _free_port()
-    with streamlit_server(port, tmp_path_factory.mktemp("streamlit") / "server.log"):
-        yield f"http://127.0.0.1:{port}"
+    with serve(log_path=tmp_path_factory.mktemp("streamlit") / "server.log") as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")

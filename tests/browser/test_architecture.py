@@ -17,7 +17,16 @@ from resnet_core import Report, analyze
 from resnet_core.config import ResNetConfig
 from resnet_core.units import fmt_count
 
-from .helpers import choose_option, expect, expect_rerun, metric_locator, screenshot, wait_for_app
+from .helpers import (
+    choose_option,
+    expect,
+    expect_rerun,
+    metric_locator,
+    plotly_figure,
+    plotly_values,
+    screenshot,
+    wait_for_app,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page
@@ -139,14 +148,36 @@ def test_layer_table_levels_and_csv(page: Page, app_server: str, tmp_path: Path)
     _, got = _download_csv(page, tmp_path / "layer2.csv")
     _assert_same_table(got, expected)
 
-    page.get_by_role("tab", name="Diagram").click()
-    wait_for_app(page)
+    # Only the open tab is drawn: nothing of the diagram or the charts is in the page while the table is open.
+    expect(page.get_by_test_id("stGraphVizChart")).to_have_count(0)
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(0)
+    with expect_rerun(page):
+        page.get_by_role("tab", name="Diagram").click()
     chart = page.get_by_role("tabpanel", name="Diagram").get_by_test_id("stGraphVizChart")
     expect(chart.locator("svg g.node").first).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame")).to_have_count(0)
     screenshot(page, tmp_path / "diagram.png")
     chart.screenshot(path=str(tmp_path / "diagram_chart.png"))
     for png in ("table.png", "table_panel.png", "diagram.png", "diagram_chart.png"):
         assert (tmp_path / png).stat().st_size > 0, png
+
+    with expect_rerun(page):
+        page.get_by_role("tab", name="Charts").click()
+    charts = page.get_by_role("tabpanel", name="Charts").get_by_test_id("stPlotlyChart")
+    expect(charts).to_have_count(2)
+    per_stage = plotly_figure(charts.first)
+    stages = report.to_dataframe("stage")
+    assert plotly_values(per_stage["data"][0]["y"]) == stages["params"].tolist()
+    assert plotly_values(per_stage["data"][1]["y"]) == stages["macs"].tolist()
+
+    # Back on the table: the level and the stage chosen before are kept.
+    with expect_rerun(page):
+        page.get_by_role("tab", name="Layer table").click()
+    expect(_table_panel(page).get_by_role("radio", name=LEVEL_LABELS["layer"], exact=True)).to_have_attribute(
+        "aria-checked", "true"
+    )
+    expect(page.get_by_role("combobox", name="Stage", exact=True)).to_have_value("layer2")
+    _expect_rows(page, len(expected))
     expect(page.get_by_test_id("stException")).to_have_count(0)
 
 

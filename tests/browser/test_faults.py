@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
 from server.runs import is_run_id
+from tests.serving import free_port, serve
 from tests.test_training_page import TINY  # a model that starts training within seconds on two cores
 
-from .conftest import PAGE_TIMEOUT_MS, VIEWPORT, _free_port, streamlit_server
+from .conftest import PAGE_TIMEOUT_MS, VIEWPORT
 from .helpers import expect, screenshot, wait_for_app
 
 if TYPE_CHECKING:
@@ -71,21 +72,21 @@ def _status(runs_dir: Path, run_id: str) -> dict[str, Any]:
 def test_a_server_killed_mid_training_comes_back_saying_the_run_was_interrupted(
     browser: Browser, tmp_path: Path
 ) -> None:
-    port, runs_dir, log = _free_port(), tmp_path / "runs", tmp_path / "server.log"
+    port, runs_dir, log = free_port(), tmp_path / "runs", tmp_path / "server.log"
     env = {"RESNET_RUNS_DIR": str(runs_dir)}
     url = f"http://127.0.0.1:{port}/training?{urlencode(TINY)}"
 
-    with streamlit_server(port, log, env=env) as server:
+    with serve(port, log_path=log, env=env) as server:
         page = _open(browser, url)
         _start_run(page, LONG_RUN_EPOCHS)
         _running(page)
         run_id = _run_id(page)
         assert _status(runs_dir, run_id)["state"] == "running"
         screenshot(page, tmp_path / "before-kill.png")
-        server.send_signal(signal.SIGKILL)  # no clean shutdown: the process just ends
-        server.wait()
+        server.process.send_signal(signal.SIGKILL)  # no clean shutdown: the process just ends
+        server.process.wait()
 
-    with streamlit_server(port, log, env=env):
+    with serve(port, log_path=log, env=env):
         page.goto(page.url)  # the student reloads the same link
         wait_for_app(page)
         notice = page.get_by_test_id("stAlert").filter(has_text="was interrupted")
@@ -100,13 +101,13 @@ def test_a_server_killed_mid_training_comes_back_saying_the_run_was_interrupted(
 
 
 def test_a_tab_closed_mid_training_frees_its_place_for_the_next_student(browser: Browser, tmp_path: Path) -> None:
-    port, runs_dir, log = _free_port(), tmp_path / "runs", tmp_path / "server.log"
+    port, runs_dir, log = free_port(), tmp_path / "runs", tmp_path / "server.log"
     # A job whose browser session has been gone for 2 s is stopped (the default is a minute, which rides out
     # a network blip).
     env = {"RESNET_RUNS_DIR": str(runs_dir), "RESNET_TRAIN_WORKERS": "1", "RESNET_ABANDON_SECONDS": "2"}
     url = f"http://127.0.0.1:{port}/training?{urlencode(TINY)}"
 
-    with streamlit_server(port, log, env=env):
+    with serve(port, log_path=log, env=env):
         first = _open(browser, url)
         _start_run(first, LONG_RUN_EPOCHS)
         _running(first)

@@ -11,14 +11,17 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from resnet_core import build_model
-from resnet_core.activations import block_internals, capture
+from resnet_core.activations import block_internals, capture, channel_order, tile
+from resnet_core.images import load_sample
+from resnet_core.preprocess import for_input, preprocess
 
-from .helpers import choose_option, expect, screenshot, wait_for_app
+from .helpers import choose_option, expect, one_torch_thread, plotly_figure, plotly_values, screenshot, wait_for_app
 
 if TYPE_CHECKING:
     from playwright.sync_api import Dialog, FilePayload, Locator, Page
@@ -51,6 +54,16 @@ def _shape(what: str) -> tuple[int, int, int]:
     cap = capture(model, torch.zeros(1, 3, SIDE, SIDE))
     c, h, w = block_internals(model.get_submodule(BLOCK), cap.block_input(BLOCK))[what].shape
     return c, h, w
+
+
+def _grid(what: str) -> np.ndarray:
+    """The tiles of `what` inside BLOCK for SAMPLE, as the page draws them by default (64 channels, strongest first,
+    each on its own scale), computed with the library."""
+    with one_torch_thread():
+        model = build_model(PRESET, seed=0).eval()
+        cap = capture(model, preprocess(load_sample(SAMPLE).image, for_input((SIDE, SIDE))))
+        act = block_internals(model.get_submodule(BLOCK), cap.block_input(BLOCK))[what]
+        return tile(act, channel_order(act, "mean"), max_tiles=64)
 
 
 def _caption(page: Page, place: str, what: str) -> Locator:
@@ -152,6 +165,10 @@ def test_upload_samples_and_layers(page: Page, app_server: str, tmp_path: Path) 
     expect(_caption(page, BLOCK, "F(x)")).to_contain_text(f"{c} channels of {h}×{w}", timeout=RERUN_MS)
     expect(_caption(page, BLOCK, "output")).to_have_count(0)
     expect(page.get_by_test_id("stPlotlyChart").first.locator(".main-svg").first).to_be_visible()
+    # The grid plotly.js holds is the library's tiling of that map (float32, NaN between tiles).
+    [trace] = plotly_figure(page.get_by_test_id("stPlotlyChart").first)["data"]
+    assert trace["type"] == "heatmap"
+    assert np.allclose(np.array(plotly_values(trace["z"]), dtype=np.float64), _grid("F(x)"), atol=1e-3, equal_nan=True)
     _no_exception(page)
     _caption(page, BLOCK, "F(x)").scroll_into_view_if_needed()
     screenshot(page, tmp_path / "4_inside_block.png")

@@ -43,7 +43,7 @@ RACE_TITLE = "Test accuracy per epoch"  # a subplot title only the race chart ha
 # The race's recipe (ui/lab.py `start_race`), to train the racers' first steps here (the time limit changes nothing).
 RACE_CFG = RACE_RECIPES["builtin"].with_(epochs=EPOCHS)
 LOSS_REL = 1e-3  # see the race's check below
-SMOOTH_HALF = 2  # ui.training.smooth: a centred average of 5 reports, so its first point averages the first 3
+SMOOTH_HALF = 2  # ui.charts.smooth: a centred average of 5 reports, so its first point averages the first 3
 # A loaded CPU can take many seconds per measurement and per report; every wait is on content, with this much room.
 RUN_MS = 90_000
 
@@ -163,13 +163,28 @@ def test_signal_charts_and_a_race_from_the_page(page: Page, app_server: str, tmp
         last[name] = f"{losses[-1]:.3f}"
     # The verdict quotes each racer's last smoothed loss, as plotted.
     expect(verdict).to_contain_text(
-        f"{racers['plain']} ended with a smoothed training loss of {last[racers['plain']]}, "
-        f"{racers['residual']} with {last[racers['residual']]}."
+        f"{racers['residual']} ended at {last[racers['residual']]}, {racers['plain']} at {last[racers['plain']]}"
     )
     errors = page.get_by_test_id("stAlert").filter(has=page.get_by_test_id("stAlertContentError"))
     expect(errors).to_have_count(0)
     expect(page.get_by_test_id("stException")).to_have_count(0)
     verdict.scroll_into_view_if_needed()
     screenshot(page, tmp_path / "3_stopped.png")
-    for png in ("1_signal.png", "2_racing.png", "3_stopped.png"):
+
+    # The twins the race trained, measured: their layer responses, drawn, and said with the drawn numbers.
+    with stop_on_failure(page):
+        page.get_by_role("button", name="Measure").click()  # the first tab's, the one in sight
+        said = page.get_by_test_id("stMarkdown").filter(has_text="standard deviation of")
+        expect(said).to_be_visible(timeout=RUN_MS)
+    wait_for_app(page, timeout_ms=RUN_MS)
+    responses = plotly_figure(page.get_by_test_id("stPlotlyChart").filter(has_text="std of the branch output"))
+    means = {}
+    for name in racers.values():
+        std = plotly_values(plotly_trace(responses, name)["y"])
+        assert len(std) == 9  # ResNet-20's nine blocks, and the same layers of plain-20 ([He2015] §4.2)
+        means[name] = sum(std) / len(std)
+    expect(said).to_contain_text(f"{racers['residual']} have a standard deviation of {means[racers['residual']]:.2f}")
+    expect(said).to_contain_text(f"{racers['plain']} {means[racers['plain']]:.2f}")
+    screenshot(page, tmp_path / "4_responses.png")
+    for png in ("1_signal.png", "2_racing.png", "3_stopped.png", "4_responses.png"):
         assert (tmp_path / png).stat().st_size > 0, png

@@ -21,9 +21,9 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tests.serving import free_port, serve
 from tests.test_training_page import TINY
 
-from .conftest import _free_port, streamlit_server
 from .helpers import expect, screenshot
 from .test_faults import LONG_RUN_EPOCHS, STEP_MS, _open, _run_id, _running, _start_run
 
@@ -35,7 +35,7 @@ RAY = Path(sys.executable).with_name("ray")
 
 @pytest.fixture
 def ray_head(tmp_path: Path) -> tuple[str, dict[str, str]]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     # This head's own folder (short: Ray's socket paths must fit in 107 bytes); stopping it touches nothing else.
@@ -61,14 +61,14 @@ def test_two_replicas_share_one_queue_and_a_link_follows_a_run_live(
 ) -> None:
     _, env = ray_head
     env = {**env, "RESNET_RUNS_DIR": str(tmp_path / "runs")}  # one folder: both replicas read the records
-    port_a, port_b = _free_port(), _free_port()
-    with streamlit_server(port_a, tmp_path / "a.log", env=env), streamlit_server(port_b, tmp_path / "b.log", env=env):
-        a = _open(browser, f"http://127.0.0.1:{port_a}/training?{urlencode(TINY)}")
+    with serve(log_path=tmp_path / "a.log", env=env) as server_a, \
+            serve(log_path=tmp_path / "b.log", env=env) as server_b:
+        a = _open(browser, f"{server_a.url}/training?{urlencode(TINY)}")
         _start_run(a, LONG_RUN_EPOCHS)
         _running(a)
         run_id = _run_id(a)
 
-        b = _open(browser, f"http://127.0.0.1:{port_b}/training?{urlencode({**TINY, 'run': run_id})}")
+        b = _open(browser, f"{server_b.url}/training?{urlencode({**TINY, 'run': run_id})}")
         _running(b)  # B shows the run that A started, live
         expect(b.get_by_text("Another student started this run and you follow it live")).to_be_visible(
             timeout=STEP_MS)

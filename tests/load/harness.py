@@ -13,8 +13,6 @@ import contextlib
 import io
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
@@ -25,16 +23,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 from PIL import Image
 
-from tests.browser.conftest import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    REPO_ROOT,
-    SERVER_START_TIMEOUT_S,
-    VIEWPORT,
-    _free_port,
-    _healthy,
-    _stop,
-)
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
+from tests.serving import serve as serve_app
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, FilePayload, Locator, Page
@@ -109,31 +99,13 @@ def serve(
     Started through tests/load/serve.py: the same as `streamlit run`, plus the job record (to `job_record`,
     when given) and a full garbage collection on request (`Server.collect_garbage`).
     """
-    port = _free_port()
-    args = ["run", "app.py", "--server.headless", "true", "--server.port", str(port),
-            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]  # fmt: skip
-    for key, value in options.items():
-        args += [f"--{key}", value]
+    options_words = [word for key, value in options.items() for word in (f"--{key}", value)]
     collect_request = tmp / "collect.request"
-    cmd = [sys.executable, str(Path(__file__).with_name("serve.py")), "--collect-on", str(collect_request)]
+    launcher = [str(Path(__file__).with_name("serve.py")), "--collect-on", str(collect_request)]
     if job_record is not None:
-        cmd += ["--jobs", str(job_record)]
-    cmd += ["--", *args]
-    log_path = tmp / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            cmd, cwd=REPO_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1", **env}, stdout=log, stderr=subprocess.STDOUT
-        )
-    server = Server(f"http://127.0.0.1:{port}", proc.pid, log_path, collect_request)
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while not _healthy(f"{server.url}/_stcore/health"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start (exit code {proc.poll()}); its log:\n{server.log()}")
-            time.sleep(0.25)
-        yield server
-    finally:
-        _stop(proc)
+        launcher += ["--jobs", str(job_record)]
+    with serve_app(log_path=tmp / "server.log", options=options_words, env=env, launcher=[*launcher, "--"]) as app:
+        yield Server(app.url, app.pid, app.log_path, collect_request)
 
 
 # --- its memory ----------------------------------------------------------------------------------------
