@@ -177,14 +177,35 @@ def _milestone(item: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(item).items() if isinstance(v, int | float | str | type(None))}
 
 
-def _warm_up() -> None:
-    with contextlib.suppress(OSError, AttributeError):  # not allowed, or no per-thread niceness: warm as it is
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    import torch  # noqa: F401
+class _WarmUp(threading.Thread):
+    """torch's import and the default path's data, in a thread of the lowest priority (Linux keeps a niceness per
+    thread, so the threads that will train keep theirs): a spare made while a run trains beside it takes only the
+    CPU that run leaves idle. When its job comes before it is done, `hurry` gives it back the process's priority,
+    so that a busy machine cannot starve the job's start."""
 
-    from server.work import worker_dataset
+    def __init__(self) -> None:
+        super().__init__(name="warm-up", daemon=True)
+        self.niceness = os.getpriority(os.PRIO_PROCESS, 0)
+        self.tid: int | None = None
+        self.hurried = False
 
-    worker_dataset("builtin")  # made once per worker process
+    def run(self) -> None:
+        self.tid = threading.get_native_id()
+        if not self.hurried:  # a job already waits for it: no reason to yield
+            with contextlib.suppress(OSError):  # not allowed: warm as it is
+                os.setpriority(os.PRIO_PROCESS, self.tid, 19)
+        import torch  # noqa: F401
+
+        from server.work import worker_dataset
+
+        worker_dataset("builtin")  # made once per worker process
+
+    def hurry(self) -> None:
+        self.hurried = True
+        if self.is_alive() and self.tid is not None:
+            with contextlib.suppress(OSError):  # lowering a niceness needs CAP_SYS_NICE: without it, it only waits
+                os.setpriority(os.PRIO_PROCESS, self.tid, self.niceness)
+        self.join()
 
 
 @ray.remote(max_concurrency=8, max_restarts=0)
@@ -196,10 +217,7 @@ class RunActor:
         from resnet_core.train.trainer import History
 
         self._threads = max(1, threads)
-        # Warm (torch's import, the default path's data) in a thread of the lowest priority: a spare made while a
-        # run trains beside it takes only CPU the run leaves idle. (Linux keeps a niceness per thread, so the
-        # threads that will train keep theirs.)
-        self._warm = threading.Thread(target=_warm_up, name="warm-up", daemon=True)
+        self._warm = _WarmUp()
         self._warm.start()
         self._queue_name = queue_name
         self._history_type = History
@@ -222,7 +240,7 @@ class RunActor:
             max_progress: int | None) -> tuple[dict[str, Any], tuple[int, list[Any]], Any]:
         """(outcome, progress, result): outcome = {"state", "error", "log"}, small and torch-free for the queue;
         progress = (reports made, reports kept)."""
-        self._warm.join()
+        self._warm.hurry()
         import torch
 
         # OpenMP's thread count belongs to the calling thread, and Ray sets OMP_NUM_THREADS=1 for its workers: set

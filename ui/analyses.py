@@ -23,7 +23,7 @@ from server.jobs import Job, QueueFull
 from server.work import AnalysisJob
 from ui import charts
 from ui import state as K
-from ui.training import job_runner, owner
+from ui.training import job_runner, owner, rerun_page_once_finished
 
 # What each analysis shows, why, and where the paper shows it (the tab's title, then its why-text).
 ABOUT = {
@@ -68,10 +68,26 @@ def job_of(race: Job, depth: int, analysis: str) -> Job | None:
     return job_runner().get(job_id) if job_id is not None else None
 
 
+@st.fragment(run_every=1.0)
+def _progress(race: Job, depth: int, analysis: str, shown_key: str) -> None:
+    """While the analysis waits or runs: its progress, once a second; once it has ended, the whole page again."""
+    job = job_of(race, depth, analysis)
+    if job is None:
+        return
+    rerun_page_once_finished(job, shown_key)
+    reports: list[AnalysisProgress] = job.progress()
+    if reports:
+        last = reports[-1]
+        st.progress(last.done / max(1, last.total),
+                    text=f"{ABOUT[analysis][0]} of {last.model}: {last.done} of {last.total}")
+    else:
+        st.caption("Waiting for a worker…" if job.state.value == "queued" else "Starting…")
+
+
 def show(analysis: str, race: Job, depth: int, classes: int) -> None:
-    """One analysis's tab: its why-text, a button that measures it, progress while it runs, then the figure and the
-    sentence its numbers make."""
-    title, why = ABOUT[analysis]
+    """One analysis's tab: its why-text, a button that measures it, progress while it runs (a fragment polling once
+    a second, which reruns the page when the job has ended), then the figure and the sentence its numbers make."""
+    why = ABOUT[analysis][1]
     st.caption(why)
     job = job_of(race, depth, analysis)
     busy = job is not None and not job.state.finished
@@ -82,16 +98,13 @@ def show(analysis: str, race: Job, depth: int, classes: int) -> None:
         except QueueFull as e:
             st.error(str(e), icon=":material/block:")
         st.rerun()
+    shown_key = f"{K.LAB_ANALYSIS_SHOWN}.{analysis}"
     if job is None:
         return
-    if not job.state.finished:
-        reports: list[AnalysisProgress] = job.progress()
-        if reports:
-            last = reports[-1]
-            st.progress(last.done / max(1, last.total), text=f"{title} of {last.model}: {last.done} of {last.total}")
-        else:
-            st.caption("Waiting for a worker…" if job.state.value == "queued" else "Starting…")
+    if busy:
+        _progress(race, depth, analysis, shown_key)
         return
+    st.session_state[shown_key] = job.id  # this whole-page run shows it: its fragment stops asking for one
     if job.error:
         st.error(job.error, icon=":material/error:")
         return

@@ -72,6 +72,7 @@ LAB_RACES = "lab.races"  # this session's races: list of (racer names, job id)
 LAB_ERROR = "lab.error"
 LAB_SHOWN = "lab.shown"  # the id of the latest finished race whose end a whole-page run has shown
 LAB_ANALYSES = "lab.analyses"  # {(race job id, depth, analysis): its job id}
+LAB_ANALYSIS_SHOWN = "lab.analysis_shown"  # suffixed with the analysis: the id of its job a whole-page run showed
 LAB_PAIR = "lab.pair"  # the depth whose twins the analyses measure
 
 # The compare page.

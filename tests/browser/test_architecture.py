@@ -15,6 +15,7 @@ import pandas as pd
 
 from resnet_core import Report, analyze
 from resnet_core.config import ResNetConfig
+from resnet_core.tables import CSV_HEADERS
 from resnet_core.units import fmt_count
 
 from .helpers import (
@@ -90,11 +91,14 @@ def _download_csv(page: Page, dest: Path) -> tuple[str, pd.DataFrame]:
 
 
 def _assert_same_table(got: pd.DataFrame, expected: pd.DataFrame) -> None:
-    """Same columns, same rows, same numbers (the expected frame goes through CSV too, so dtypes match)."""
+    """Same columns (each header with its unit), same rows, same numbers (the expected frame goes through CSV too,
+    so dtypes match)."""
+    expected = expected.rename(columns=CSV_HEADERS)
     assert list(got.columns) == list(expected.columns)
+    assert {"macs_per_image", "output_bytes_per_batch", "receptive_field_px"} <= set(got.columns)
     assert len(got) == len(expected)
     pd.testing.assert_frame_equal(got, pd.read_csv(io.StringIO(expected.to_csv(index=False))), check_exact=True)
-    for col in ("params", "macs", "flops", "output_bytes"):  # exact integers, not just close
+    for col in ("params", "macs_per_image", "flops_per_image", "output_bytes_per_batch"):  # exact integers
         assert got[col].astype("int64").tolist() == expected[col].astype("int64").tolist(), col
 
 

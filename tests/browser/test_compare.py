@@ -24,6 +24,7 @@ def _query(page: Page) -> dict[str, str]:
 def _headline_row(page: Page, label: str) -> list[str]:
     """The cells of the headline table's row `label`: [A, B, B − A, B / A]."""
     row = page.get_by_test_id("stTable").locator("tr").filter(has=page.locator("th", has_text=label))
+    expect(row.locator("td").first).to_be_visible()  # drawn (a rerun may still be on its way)
     return [cell.inner_text().strip() for cell in row.locator("td").all()]
 
 

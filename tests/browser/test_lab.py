@@ -174,7 +174,7 @@ def test_signal_charts_and_a_race_from_the_page(page: Page, app_server: str, tmp
     # The twins the race trained, measured: their layer responses, drawn, and said with the drawn numbers.
     with stop_on_failure(page):
         page.get_by_role("button", name="Measure").click()  # the first tab's, the one in sight
-        said = page.get_by_test_id("stMarkdown").filter(has_text="standard deviation of")
+        said = page.get_by_test_id("stMarkdown").filter(has_text="have a standard deviation of")
         expect(said).to_be_visible(timeout=RUN_MS)
     wait_for_app(page, timeout_ms=RUN_MS)
     responses = plotly_figure(page.get_by_test_id("stPlotlyChart").filter(has_text="std of the branch output"))
