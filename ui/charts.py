@@ -215,20 +215,25 @@ def landscape_line_chart(scapes: dict[str, Landscape]) -> go.Figure:
 def landscape_surfaces(scapes: dict[str, Landscape], *, three_d: bool) -> go.Figure:
     """[Li2018] Fig. 5: each twin's loss surface around its trained weights, on the same colour scale."""
     names = list(scapes)
-    top = max(max(max(row) for row in s.surface) for s in scapes.values())
-    low = min(min(min(row) for row in s.surface) for s in scapes.values())
+    # On log10 of the loss, as Li et al. draw their contours: the basin would vanish under the far rim's losses.
+    logs = {n: np.log10(np.maximum(np.array(s.surface, dtype=float), 1e-6)) for n, s in scapes.items()}
+    top = max(float(z.max()) for z in logs.values())
+    low = min(float(z.min()) for z in logs.values())
     specs = [[{"type": "surface" if three_d else "xy"} for _ in names]]
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, specs=specs)
     for col, name in enumerate(names, start=1):
         s = scapes[name]
-        z = [list(row) for row in s.surface]
+        z = logs[name]
+        bar = dict(title="log10 loss")
         if three_d:
             fig.add_surface(z=z, x=list(s.axis), y=list(s.axis), cmin=low, cmax=top, colorscale="Viridis",
-                            showscale=col == len(names), row=1, col=col)
+                            showscale=col == len(names), colorbar=bar, row=1, col=col)
         else:
             fig.add_contour(z=z, x=list(s.axis), y=list(s.axis), zmin=low, zmax=top, colorscale="Viridis",
-                            showscale=col == len(names), contours=dict(coloring="heatmap", showlabels=True),
-                            hovertemplate="(%{x:.2f}, %{y:.2f}): loss %{z:.3f}<extra>" + name + "</extra>",
+                            showscale=col == len(names), colorbar=bar, ncontours=20,
+                            contours=dict(coloring="heatmap", showlabels=True),
+                            customdata=np.array(s.surface, dtype=float),
+                            hovertemplate="(%{x:.2f}, %{y:.2f}): loss %{customdata:.3f}<extra>" + name + "</extra>",
                             row=1, col=col)
     fig.update_layout(height=420 if three_d else 380, margin=dict(t=40, b=10, l=10, r=10))
     return fig
@@ -244,7 +249,7 @@ def erf_chart(erfs: dict[str, Erf]) -> go.Figure:
         e = erfs[name]
         z = (e.at_init if when == "at init" else e.trained).numpy()
         extent = e.extent_init if when == "at init" else e.extent_trained
-        fig.add_heatmap(z=z / z.max() if z.max() > 0 else z, colorscale="Magma", showscale=False,
+        fig.add_heatmap(z=z / z.max() if z.max() > 0 else z, zmin=0, zmax=1, colorscale="Magma", showscale=False,
                         hovertemplate="(%{x}, %{y}): %{z:.3f}<extra></extra>", row=1, col=col)
         h, w = z.shape
         cy, cx = h // 2, w // 2
