@@ -307,16 +307,7 @@ if done and everything[-1][1].state.finished:  # while the latest waits or runs,
                     f"{'✓' if ok else '✗'} {data.classes[int(preds.predicted[i])]} / {data.classes[int(preds.true[i])]}"
                 )
         if getattr(ss.get(K.TRAINED), "job_id", None) != job.id:
-            ss[K.TRAINED] = TrainedModel(
-            job_id=job.id,
-            label=run.label,
-            config=result.model.config,
-            state={k: v.detach().clone() for k, v in result.model.state_dict().items()},
-            classes=data.classes,
-            mean=data.mean,
-            std=data.std,
-            input_size=data.input_size,
-            )
+            ss[K.TRAINED] = TrainedModel.of(result.model, data, job_id=job.id, label=run.label)
         d1, d2 = st.columns(2)
         d1.download_button("Download the trained weights (safetensors)", lambda: to_safetensors(result.model),
                            file_name="trained.safetensors", mime="application/octet-stream", on_click="ignore",

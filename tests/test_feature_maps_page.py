@@ -167,16 +167,7 @@ def shapes_model() -> TrainedModel:
     recipe = TrainConfig(epochs=2, batch_size=32, lr=0.05, augment=False, device="cpu", max_seconds=30.0)
     with torch_threads(1):
         result = Trainer(TINY_SHAPES, data, recipe).run()
-    return TrainedModel(
-        job_id=1,
-        label=TRAINED_LABEL,
-        config=result.model.config,
-        state={k: v.detach().clone() for k, v in result.model.state_dict().items()},
-        classes=data.classes,
-        mean=data.mean,
-        std=data.std,
-        input_size=data.input_size,
-    )
+    return TrainedModel.of(result.model, data, job_id=1, label=TRAINED_LABEL)  # as the Training page keeps it
 
 
 def with_trained(at: AppTest, trained: TrainedModel) -> AppTest:

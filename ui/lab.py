@@ -10,6 +10,7 @@ from resnet_core.data import Dataset
 from resnet_core.images import load_sample, sample_images
 from resnet_core.lab import CIFAR_DEPTHS, SignalProfile, compare_at_init
 from resnet_core.preprocess import for_input, preprocess
+from resnet_core.residuals import test_inputs
 from resnet_core.train import RACE_RECIPES
 from server.jobs import Job
 from server.work import RaceJob
@@ -24,11 +25,7 @@ SIGNAL_BATCH = {"cifar": 32, "imagenet": 4}  # images per measurement: a real ba
 def _batch(depth: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A real batch: built-in test images for the CIFAR nets, the sample photos for the ImageNet ones."""
     if depth in CIFAR_DEPTHS:
-        data = dataset("builtin")
-        n = SIGNAL_BATCH["cifar"]
-        mean = torch.tensor(data.mean).view(1, -1, 1, 1)
-        std = torch.tensor(data.std).view(1, -1, 1, 1)
-        return (data.x_test[:n].float() / 255 - mean) / std, data.y_test[:n]
+        return test_inputs(dataset("builtin"), SIGNAL_BATCH["cifar"])  # normalised as the trainer feeds them
     names = list(sample_images())[: SIGNAL_BATCH["imagenet"]]
     x = torch.cat([preprocess(load_sample(n).image, for_input((224, 224))) for n in names])
     return x, torch.arange(len(names))

@@ -136,6 +136,13 @@ class TrainedModel:
     std: tuple[float, ...]
     input_size: tuple[int, int, int]
 
+    @classmethod
+    def of(cls, model: torch.nn.Module, data: Dataset, *, job_id: int, label: str) -> TrainedModel:
+        """A trained model and the data it learned from, detached from the run (a copy of its weights)."""
+        return cls(job_id=job_id, label=label, config=model.config,  # type: ignore[arg-type]
+                   state={k: v.detach().clone() for k, v in model.state_dict().items()}, classes=data.classes,
+                   mean=data.mean, std=data.std, input_size=data.input_size)
+
 
 def run_key(model_cfg: ResNetConfig, data_name: str, train_cfg: TrainConfig) -> str:
     """What makes two runs the same run: model, data, recipe (limits included) and seed."""
