@@ -13,9 +13,17 @@ from server.settings import LIMITS
 from ui import state as K
 from ui.analyses import ABOUT, pairs, show
 from ui.charts import race_chart, signal_chart
-from ui.lab import RACE_DATA_LABELS, RACE_RECIPES, describe_gradient, race_runs, signal_profiles, start_race
+from ui.lab import (
+    RACE_DATA_LABELS,
+    RACE_RECIPES,
+    describe_gradient,
+    lab_races,
+    linked_race,
+    signal_profiles,
+    start_race,
+)
 from ui.offline import NOT_HERE, datasets_note, missing_datasets, offer_dataset
-from ui.training import dataset, job_runner, rerun_page_once_finished, seconds_control
+from ui.training import clock, dataset, job_runner, rerun_page_once_finished, seconds_control
 
 st.title("Why residuals work")
 st.caption(
@@ -76,11 +84,21 @@ try:
 except DatasetUnavailable:  # not here (or a broken file there): the student's words, not the library's
     data = None
     offer_dataset(data_name, choice_key=K.LAB_DATA)
-classes = len(data.classes) if data is not None else 10  # both race datasets have ten
-races = race_runs()
-running = any(not job.state.finished for _, job in races)
-if races and not running:
-    ss[K.LAB_SHOWN] = races[-1][1].id  # this run shows the latest race's end: Start is enabled again
+if (linked := linked_race()) is not None:  # a race's link that this page cannot show
+    rec = linked.record
+    if rec is None:
+        st.warning("The race in this link is not on this server: races are kept for a while, then removed. "
+                   "Start a new one below.", icon=":material/link_off:")
+    elif rec.interrupted:
+        st.warning(f"The {rec.label} was interrupted: the server restarted while it was {rec.state}. "
+                   "No partial race is kept; start it again below.", icon=":material/restart_alt:")
+    else:
+        st.info(f"The {rec.label} is going on in another browser tab ({rec.state}). Reload this page when it has "
+                "ended to see it and measure its twins.", icon=":material/group:")
+races = lab_races()
+running = any(not r.finished for r in races)
+if races and not running and races[-1].job is not None:
+    ss[K.LAB_SHOWN] = races[-1].job.id  # this run shows the latest race's end: Start is enabled again
 if data is None:
     pass  # the message above says what to do; the built-in shapes are one click away
 elif depth not in CIFAR_DEPTHS:
@@ -105,39 +123,44 @@ else:
 # Once a second (a race reports about that often) while it is queued or running; a finished race's page stays still.
 @st.fragment(run_every=1.0 if running else None)
 def race_view() -> None:
-    runs = race_runs()
+    runs = lab_races()
     if not runs:
         return
-    run, job = runs[-1]
-    rerun_page_once_finished(job, K.LAB_SHOWN)  # "Start the race" is outside this fragment: enable it again
-    reports: list[RaceReport] = job.progress()
-    if not job.state.finished:
+    race = runs[-1]
+    job, names = race.job, race.meta.names
+    if job is not None:
+        rerun_page_once_finished(job, K.LAB_SHOWN)  # "Start the race" is outside this fragment: enable it again
+    reports: list[RaceReport] = race.reports()
+    if job is not None and not job.state.finished:
         cols = st.columns([4, 1])
         place = job_runner().position(job.id)
-        cols[0].markdown(f"**Waiting in the queue: place {place}**" if place else f"**Racing** {' vs '.join(run)}")
+        cols[0].markdown(f"**Waiting in the queue: place {place}**" if place else f"**Racing** {' vs '.join(names)}")
         if cols[1].button("Stop", icon=":material/stop:", key=f"stop-race-{job.id}"):
             job.stop()
-    elif job.error:
-        st.error(job.error, icon=":material/error:")
-    fig, final = race_chart(run, reports, classes)
+    elif race.error:
+        st.error(race.error, icon=":material/error:")
+    elif job is None and race.record is not None:
+        st.caption(f"The {race.record.label} of this page's link ({race.record.state} at "
+                   f"{clock(race.record.updated_at)}, server time), with its curves and trained twins as it ended.")
+    fig, final = race_chart(names, reports, race.meta.classes)
     st.plotly_chart(fig, config={"displayModeBar": False}, key="lab_race")
-    if job.state.finished and final:
-        st.markdown(f"**What you just measured.** {race_verdict(final, classes)}")
+    if race.finished and final:
+        st.markdown(f"**What you just measured.** {race_verdict(final, race.meta.classes)}")
 
 
 race_view()
 
 # --- why: the papers' analyses on the twins the race trained ---------------------------------------------
 st.subheader("3 · Why: what the papers measured, on your twins")
-finished = [(names, job) for names, job in race_runs() if job.state.finished and job.result and job.meta]
-if not finished or not (depths := pairs(finished[-1][0])):
+finished = [r for r in races if r.finished and r.trained]
+if not finished or not (depths := pairs(finished[-1].trained)):
     st.info("Finish a race with a plain net and its residual twin first: these analyses measure the two models it "
             "trained.", icon=":material/science:")
 else:
-    names, race = finished[-1]
+    race = finished[-1]
     depth_ = st.segmented_control("Twins", depths, key=K.LAB_PAIR, default=depths[-1], required=True,
                                   format_func=lambda d: f"plain-{d} | ResNet-{d}")
     tabs = st.tabs([ABOUT[a][0] for a in ANALYSES])
     for tab, analysis in zip(tabs, ANALYSES):
         with tab:
-            show(analysis, race, depth_, classes)
+            show(analysis, race, depth_)

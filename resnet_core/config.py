@@ -84,6 +84,11 @@ class ResNetConfig:
     def to_dict(self) -> dict[str, object]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    @classmethod
+    def from_dict(cls, values: dict[str, object]) -> ResNetConfig:
+        """The config `to_dict` gave, also after a trip through JSON (lists become the tuples they were)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})  # type: ignore[arg-type]
+
 
 class ConfigError(ValueError):
     """A config that cannot be built: which field (`field`, e.g. "widths"; `index`, the stage, for per-stage

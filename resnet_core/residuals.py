@@ -439,6 +439,11 @@ class AnalysisProgress:
     kind: str = "step"
 
 
+def result_type(analysis: str) -> type:
+    """What `run_analysis` gives for each model: Responses, LesionStudy, Landscape or Erf."""
+    return {"responses": Responses, "lesion": LesionStudy, "landscape": Landscape, "erf": Erf}[analysis]
+
+
 def run_analysis(analysis: str, trained: dict[str, ResNet], data: Dataset, *, seed: int, images: int = 500,
                  steps: int = 11, on_progress: Callable[[AnalysisProgress], None] | None = None) -> dict[str, object]:
     """One of ANALYSES on each trained model (e.g. {"plain-20": ..., "ResNet-20": ...}), on the first `images` test

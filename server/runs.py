@@ -4,8 +4,9 @@ A job lives in the memory of one server. When that server restarts mid-run, the 
 student who reloads the page must be told so plainly rather than shown nothing. So every run keeps a
 record under `RunStore.root` (one folder per run):
 
-    runs/<run id>/status.json        what the page needs: label, state, progress, accuracy, error
+    runs/<run id>/status.json        what the page needs: kind, label, state, progress, accuracy, error
     runs/<run id>/model.safetensors  the trained weights, written once when the run ends
+    runs/<run id>/...                what else a kind of run keeps (a race: server/races.py)
 
 Both files are written atomically (a temporary file in the same folder, then `os.replace`): a
 reader sees the old file or the new one, never half of one, whatever moment the process dies at.
@@ -13,7 +14,8 @@ A record whose state is still "queued" or "running" but that was written by anot
 process (`RunRecord.instance`) describes a run that was interrupted.
 
 Run ids are 128-bit random hex strings: only someone holding the link can read a run, and an id is
-checked against `RUN_ID` before it becomes part of a path, so no user text ever names a file.
+checked against `RUN_ID` (a file's name against `FILE_NAME`) before it becomes part of a path, so no user
+text ever names a file.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from typing import Any, Literal
 from resnet_core.export import write_atomically
 
 RunState = Literal["queued", "running", "done", "stopped", "failed"]
+RunKind = Literal["train", "race"]  # a training run (the Training page), a residual race (the lab)
 UNFINISHED: tuple[str, ...] = ("queued", "running")
 RUN_ID = re.compile(r"[0-9a-f]{32}")
+FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a file in a run's folder: no path, no hidden file
 STATUS, WEIGHTS = "status.json", "model.safetensors"
 
 # One id per server process: a record of an unfinished run with another id was left by a process
@@ -54,6 +58,7 @@ class RunRecord:
     id: str
     label: str
     state: RunState = "queued"
+    kind: RunKind = "train"
     instance: str = INSTANCE  # the server process that wrote this record
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
@@ -96,8 +101,27 @@ class RunStore:
         if fresh:
             self.prune()
 
+    def save_file(self, run_id: str, name: str, data: bytes) -> None:
+        """Write one of the run's files (atomically); its record is saved first."""
+        if FILE_NAME.fullmatch(name) is None:
+            raise ValueError(f"{name!r} is not a file name of a run")
+        write_atomically(self._dir(run_id) / name, data)
+
+    def file(self, run_id: str, name: str) -> bytes | None:
+        """One of the run's files, or None when it has none of that name (or either name is not one)."""
+        if not is_run_id(run_id) or FILE_NAME.fullmatch(name) is None:
+            return None
+        try:
+            return (self.root / run_id / name).read_bytes()
+        except OSError:
+            return None
+
+    def has(self, run_id: str, name: str) -> bool:
+        """Whether the run has a file of that name (without reading it)."""
+        return is_run_id(run_id) and FILE_NAME.fullmatch(name) is not None and (self.root / run_id / name).is_file()
+
     def save_weights(self, run_id: str, data: bytes) -> None:
-        write_atomically(self._dir(run_id) / WEIGHTS, data)
+        self.save_file(run_id, WEIGHTS, data)
 
     def load(self, run_id: str) -> RunRecord | None:
         """The record of `run_id`, or None when there is none (or it is not a run id, or unreadable)."""
@@ -110,12 +134,7 @@ class RunStore:
             return None
 
     def weights(self, run_id: str) -> bytes | None:
-        if not is_run_id(run_id):
-            return None
-        try:
-            return (self.root / run_id / WEIGHTS).read_bytes()
-        except OSError:
-            return None
+        return self.file(run_id, WEIGHTS)
 
     def delete(self, run_id: str) -> None:
         shutil.rmtree(self._dir(run_id), ignore_errors=True)

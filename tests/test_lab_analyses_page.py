@@ -1,18 +1,38 @@
-"""The lab's third part in AppTest: a finished race's twins measured by a job, the figure and the words from it."""
+"""The lab's third part in AppTest: a finished race's twins measured by a job, the figure and the words from it, and
+the race and its analyses kept on disk, shown again and measured again from the race's link."""
 
 from __future__ import annotations
 
-import pytest
+import time
+from collections.abc import Callable
 
+import pytest
+from safetensors.torch import load
+
+from resnet_core.export import to_safetensors
+from resnet_core.lab import RaceReport, race_verdict, scaled, twins
+from resnet_core.model import build_model
 from resnet_core.residuals import run_analysis, say_responses
+from resnet_core.train.trainer import Progress
+from server.races import RaceMeta, load_analysis, load_curves, load_meta, load_model, save_end, save_meta
+from server.runs import UNFINISHED, RunRecord, new_run_id
 from server.work import worker_dataset
 from tests.test_pages import run_app
-from ui.training import job_runner
+from ui.charts import race_chart
+from ui.training import job_runner, run_store
 
 
 def _wait(job_id: int, timeout_s: float = 300) -> None:
     job = job_runner().get(job_id)
     assert job is not None and job.wait(timeout_s), "the job did not end in time"
+
+
+def _until(check: Callable[[], bool], timeout_s: float = 30) -> None:
+    """The server writes a job's record when it sees the job end, a moment after the job itself has ended."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "not written in time"
+        time.sleep(0.1)
 
 
 @pytest.mark.slow
@@ -24,21 +44,89 @@ def test_a_finished_race_s_twins_are_measured_and_the_words_are_their_numbers() 
     at.select_slider(key="lab.width").set_value(0.25)
     at.number_input(key="lab.seconds").set_value(10)
     at.button[0].click().run()
-    names, race_id = at.session_state["lab.races"][-1]
-    assert set(names) == {"plain-20", "ResNet-20"}
+    run_id, race_id = at.session_state["lab.races"][-1]
+    race = job_runner().get(race_id)
+    assert set(race.meta.names) == {"plain-20", "ResNet-20"}
+    assert at.query_params["run"] in (run_id, [run_id])  # the page's link names the race
     _wait(race_id)
     at.run()
     assert not at.exception
-    at.button(key=f"measure-responses-{race_id}-20").click().run()
-    job_id = at.session_state["lab.analyses"][(race_id, 20, "responses")]
+
+    # Kept on disk as it ended: what raced, the curves the chart is drawn from, each twin's trained weights.
+    store = run_store()
+    _until(lambda: (r := store.load(run_id)) is not None and r.state not in UNFINISHED)
+    assert store.load(run_id).kind == "race" and load_meta(store, run_id) == race.meta
+    assert load_curves(store, run_id) == race.progress()
+    for name, result in race.result.items():
+        kept = load(load_model(store, run_id, name))
+        assert all(kept[k].equal(v) for k, v in result.model.state_dict().items()), name
+
+    at.button(key=f"measure-responses-{run_id}-20").click().run()
+    job_id = at.session_state["lab.analyses"][(run_id, 20, "responses")]
     _wait(job_id)
     at.run()
     assert not at.exception and not at.error
-    race = job_runner().get(race_id)
     trained = {name: result.model for name, result in race.result.items()}
-    measured = run_analysis("responses", trained, worker_dataset("builtin"), seed=race.meta["seed"])
+    measured = run_analysis("responses", trained, worker_dataset("builtin"), seed=race.meta.seed)
     said = say_responses(measured["plain-20"], measured["ResNet-20"], ("plain-20", "ResNet-20"))
     assert said in [m.value for m in at.markdown]
+    _until(lambda: load_analysis(store, run_id, 20, "responses") is not None)
+    assert load_analysis(store, run_id, 20, "responses") == job_runner().get(job_id).result == measured
+
+
+def _progress(step: int, loss: float, kind: str = "step") -> Progress:
+    return Progress(kind=kind, step=step, epoch=1, total_steps=4, loss=loss, train_acc=None, test_acc=0.25,  # type: ignore[arg-type]
+                    lr=0.1, images_per_s=100.0, mfu=None, elapsed_s=float(step), train_s=float(step), device="cpu")
+
+
+def _kept_race() -> tuple[RaceMeta, dict[str, object], list[RaceReport]]:
+    """A race as its record keeps it once no queue holds its job (dropped, or the server restarted)."""
+    configs = tuple(scaled(c, 0.25) for c in twins(20))
+    meta = RaceMeta(new_run_id(), ("plain-20", "ResNet-20"), configs, "builtin", seed=3)
+    models = {name: build_model(cfg, seed=i).eval() for i, (name, cfg) in enumerate(zip(meta.names, configs))}
+    reports = [RaceReport(name, _progress(s, 2.3 - 0.1 * s - 0.05 * i))
+               for s in (1, 2, 3, 4) for i, name in enumerate(meta.names)]
+    store = run_store()
+    store.save(RunRecord(meta.run_id, "race: plain-20 vs ResNet-20", state="done", kind="race", has_weights=True))
+    save_meta(store, meta)
+    save_end(store, meta, reports, {name: to_safetensors(m) for name, m in models.items()})  # type: ignore[arg-type]
+    return meta, models, reports
+
+
+def test_a_race_s_link_shows_it_and_measures_its_twins_from_its_record() -> None:
+    meta, models, reports = _kept_race()
+    at = run_app(page="residual_lab", query={"run": meta.run_id})
+    assert not at.exception and not at.warning
+    final = race_chart(meta.names, reports, meta.classes)[1]
+    assert f"**What you just measured.** {race_verdict(final, meta.classes)}" in [m.value for m in at.markdown]
+
+    at.button(key=f"measure-responses-{meta.run_id}-20").click().run()  # from the weights on disk
+    job_id = at.session_state["lab.analyses"][(meta.run_id, 20, "responses")]
+    _wait(job_id, 120)
+    at.run()
+    measured = run_analysis("responses", models, worker_dataset("builtin"), seed=meta.seed)  # type: ignore[arg-type]
+    said = say_responses(measured["plain-20"], measured["ResNet-20"], meta.names)  # type: ignore[arg-type]
+    assert said in [m.value for m in at.markdown]
+
+    # Kept with the race: another session opening its link sees it at once, and may measure it again.
+    _until(lambda: load_analysis(run_store(), meta.run_id, 20, "responses") is not None)
+    again = run_app(page="residual_lab", query={"run": meta.run_id})
+    assert said in [m.value for m in again.markdown]
+    assert again.button(key=f"measure-responses-{meta.run_id}-20").label == "Measure again"
+
+
+def test_a_race_s_link_that_cannot_be_shown_says_why() -> None:
+    store = run_store()
+    gone = run_app(page="residual_lab", query={"run": new_run_id()})
+    assert any("not on this server" in w.value for w in gone.warning)
+    meta, _, _ = _kept_race()
+    store.save(store.load(meta.run_id).with_(state="running", instance="a-server-gone"))  # type: ignore[union-attr]
+    cut = run_app(page="residual_lab", query={"run": meta.run_id})
+    assert any("was interrupted: the server restarted" in w.value for w in cut.warning)
+    assert any("Finish a race" in i.value for i in cut.info)  # no twins to measure from an interrupted race
+    trained = new_run_id()  # the Training page's run, its link carried to the lab: not the lab's to speak of
+    store.save(RunRecord(trained, "resnet20 · builtin", state="done"))
+    assert not run_app(page="residual_lab", query={"run": trained}).warning
 
 
 def test_the_default_race_has_both_depths_of_both_kinds() -> None:

@@ -36,8 +36,9 @@ def test_a_race_starts_reports_and_stops() -> None:
     at.toggle(key="lab.shallow").set_value(False)  # the 56-layer pair alone: the race's own start, reports and stop
     at.button[0].click().run()
     assert not at.exception and not at.error
-    names, job_id = at.session_state["lab.races"][-1]
+    _, job_id = at.session_state["lab.races"][-1]
     job = job_runner().get(job_id)
+    names = job.meta.names
     deadline = time.monotonic() + 120
     while len(job.progress()) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -1,7 +1,8 @@
 """Why residuals work, part 2: the papers' analyses on the twins a finished race trained, each a job on the queue.
 
-The race's result holds every racer's trained model; an analysis job gets a plain/residual pair of one depth
-(weights as safetensors bytes), measures it in a worker (resnet_core.residuals) and returns what it measured.
+A finished race holds every racer's trained model (in its job, then in its record on disk); an analysis job gets a
+plain/residual pair of one depth (weights as safetensors bytes), measures it in a worker (resnet_core.residuals)
+and returns what it measured, which is kept with the race's record (server/races.py).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import streamlit as st
-from safetensors.torch import save
 
 from resnet_core.residuals import (
     AnalysisProgress,
@@ -20,10 +20,12 @@ from resnet_core.residuals import (
 )
 from resnet_core.train.device import resolve_device
 from server.jobs import Job, QueueFull
+from server.races import load_analysis, save_analysis
 from server.work import AnalysisJob
 from ui import charts
 from ui import state as K
-from ui.training import job_runner, owner, rerun_page_once_finished
+from ui.lab import LabRace
+from ui.training import job_runner, owner, rerun_page_once_finished, run_store
 
 # What each analysis shows, why, and where the paper shows it (the tab's title, then its why-text).
 ABOUT = {
@@ -53,23 +55,36 @@ def pairs(racers: tuple[str, ...]) -> list[int]:
                    and f"ResNet-{n.split('-')[1]}" in racers})
 
 
-def submit(analysis: str, race: Job, depth: int) -> None:
-    """Queue one analysis of the pair of `depth` that `race` trained, on its data, from its seed."""
-    pair = tuple((name, result.model.config, save(result.model.state_dict()))
-                 for name, result in race.result.items() if name in (f"plain-{depth}", f"ResNet-{depth}"))
+def twins_of(depth: int) -> tuple[str, str]:
+    return f"plain-{depth}", f"ResNet-{depth}"
+
+
+def submit(analysis: str, race: LabRace, depth: int) -> None:
+    """Queue one analysis of the pair of `depth` that `race` trained, on its data, from its seed; what it measures
+    is kept with the race's record (its link shows it again)."""
+    meta, names = race.meta, twins_of(depth)
+    pair = tuple((name, cfg, race.weights(name)) for name, cfg in zip(meta.names, meta.configs) if name in names)
+    if len(pair) != 2 or any(w is None for _, _, w in pair):
+        raise FileNotFoundError("The trained twins of this race are no longer on this server.")
+    store = run_store()
+
+    def on_end(job: Job) -> None:
+        if job.result is not None and set(names) <= set(job.result):
+            save_analysis(store, meta.run_id, depth, analysis, job.result)
+
     steps = STEPS["cuda" if resolve_device("auto").type == "cuda" else "cpu"]
-    job = job_runner().submit(owner(), AnalysisJob(analysis, pair, race.meta["data"], race.meta["seed"], steps=steps),
-                              label=f"{ABOUT[analysis][0]}: plain-{depth} vs ResNet-{depth}")
-    st.session_state.setdefault(K.LAB_ANALYSES, {})[(race.id, depth, analysis)] = job.id
+    job = job_runner().submit(owner(), AnalysisJob(analysis, pair, meta.data, meta.seed, steps=steps),  # type: ignore[arg-type]
+                              label=f"{ABOUT[analysis][0]}: {names[0]} vs {names[1]}", on_end=on_end)
+    st.session_state.setdefault(K.LAB_ANALYSES, {})[(meta.run_id, depth, analysis)] = job.id
 
 
-def job_of(race: Job, depth: int, analysis: str) -> Job | None:
-    job_id = st.session_state.get(K.LAB_ANALYSES, {}).get((race.id, depth, analysis))
+def job_of(race: LabRace, depth: int, analysis: str) -> Job | None:
+    job_id = st.session_state.get(K.LAB_ANALYSES, {}).get((race.meta.run_id, depth, analysis))
     return job_runner().get(job_id) if job_id is not None else None
 
 
 @st.fragment(run_every=1.0)
-def _progress(race: Job, depth: int, analysis: str, shown_key: str) -> None:
+def _progress(race: LabRace, depth: int, analysis: str, shown_key: str) -> None:
     """While the analysis waits or runs: its progress, once a second; once it has ended, the whole page again."""
     job = job_of(race, depth, analysis)
     if job is None:
@@ -84,22 +99,29 @@ def _progress(race: Job, depth: int, analysis: str, shown_key: str) -> None:
         st.caption("Waiting for a worker…" if job.state.value == "queued" else "Starting…")
 
 
-def show(analysis: str, race: Job, depth: int, classes: int) -> None:
+def show(analysis: str, race: LabRace, depth: int) -> None:
     """One analysis's tab: its why-text, a button that measures it, progress while it runs (a fragment polling once
-    a second, which reruns the page when the job has ended), then the figure and the sentence its numbers make."""
-    why = ABOUT[analysis][1]
-    st.caption(why)
+    a second, which reruns the page when the job has ended), then the figure and the sentence its numbers make.
+    What was measured on this race before (in this session or under its link) is shown until it is measured again."""
+    st.caption(ABOUT[analysis][1])
+    run_id = race.meta.run_id
     job = job_of(race, depth, analysis)
+    kept = load_analysis(run_store(), run_id, depth, analysis) if job is None else None
     busy = job is not None and not job.state.finished
-    label = "Measure again" if job is not None and job.state.finished else "Measure"
-    if st.button(label, key=f"measure-{analysis}-{race.id}-{depth}", disabled=busy, icon=":material/science:"):
+    label = "Measure again" if (job is not None and job.state.finished) or kept is not None else "Measure"
+    if st.button(label, key=f"measure-{analysis}-{run_id}-{depth}", disabled=busy, icon=":material/science:"):
         try:
             submit(analysis, race, depth)
-        except QueueFull as e:
-            st.error(str(e), icon=":material/block:")
+        except (QueueFull, FileNotFoundError) as e:
+            st.session_state[f"{K.LAB_ERROR}.{analysis}"] = str(e)
         st.rerun()
+    if error := st.session_state.pop(f"{K.LAB_ERROR}.{analysis}", None):
+        st.error(error, icon=":material/block:")
     shown_key = f"{K.LAB_ANALYSIS_SHOWN}.{analysis}"
     if job is None:
+        if kept is not None:
+            st.caption("Measured earlier on this race and kept with it: its link shows it again.")
+            draw(analysis, kept, depth, race.meta.classes)
         return
     if busy:
         _progress(race, depth, analysis, shown_key)
@@ -109,10 +131,15 @@ def show(analysis: str, race: Job, depth: int, classes: int) -> None:
         st.error(job.error, icon=":material/error:")
         return
     result: dict[str, Any] = job.result or {}
-    names = (f"plain-{depth}", f"ResNet-{depth}")
-    if set(names) - set(result):
+    if set(twins_of(depth)) - set(result):
         st.info("This analysis was stopped before it measured both twins.", icon=":material/stop_circle:")
         return
+    draw(analysis, result, depth, race.meta.classes)
+
+
+def draw(analysis: str, result: dict[str, Any], depth: int, classes: int) -> None:
+    """The figure of what `analysis` measured on the twins of `depth`, and the sentence its numbers make."""
+    names = twins_of(depth)
     plain, residual = result[names[0]], result[names[1]]
     if analysis == "responses":
         st.plotly_chart(charts.responses_chart(result), config={"displayModeBar": False})
@@ -125,7 +152,7 @@ def show(analysis: str, race: Job, depth: int, classes: int) -> None:
                    f"2^{len(residual.blocks)} paths, most of them half as deep as the net (Veit et al., Fig. 6).")
     elif analysis == "landscape":
         st.plotly_chart(charts.landscape_line_chart(result), config={"displayModeBar": False})
-        three_d = st.toggle("3-D", key=f"landscape-3d-{race.id}-{depth}")
+        three_d = st.toggle("3-D", key=f"landscape-3d-{depth}")
         st.plotly_chart(charts.landscape_surfaces(result, three_d=three_d), config={"displayModeBar": False})
         st.markdown(say_landscape(plain, residual, names))
     else:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -239,6 +240,11 @@ def landscape_surfaces(scapes: dict[str, Landscape], *, three_d: bool) -> go.Fig
     return fig
 
 
+# Magma with its first colour #000004 raised to #0c0820: drawn in Chromium, heatmap cells of #000004 (and of colours
+# within a few % of it) showed the plot's background, pink, instead, so a map's zero gradient read as a warm colour.
+ERF_COLORS = ["#0c0820", *plotly.colors.sequential.Magma[1:]]
+
+
 def erf_chart(erfs: dict[str, Erf]) -> go.Figure:
     """[Luo2016] Fig. 3: the effective receptive field at initialisation and trained, with the theoretical field
     (dashed, clipped to the input) and the square holding 95% of the gradient (solid) drawn over it."""
@@ -249,7 +255,7 @@ def erf_chart(erfs: dict[str, Erf]) -> go.Figure:
         e = erfs[name]
         z = (e.at_init if when == "at init" else e.trained).numpy()
         extent = e.extent_init if when == "at init" else e.extent_trained
-        fig.add_heatmap(z=z / z.max() if z.max() > 0 else z, zmin=0, zmax=1, colorscale="Magma", showscale=False,
+        fig.add_heatmap(z=z / z.max() if z.max() > 0 else z, zmin=0, zmax=1, colorscale=ERF_COLORS, showscale=False,
                         hovertemplate="(%{x}, %{y}): %{z:.3f}<extra></extra>", row=1, col=col)
         h, w = z.shape
         cy, cx = h // 2, w // 2

@@ -68,10 +68,10 @@ LAB_SHALLOW = "lab.shallow"
 LAB_DATA = "lab.data"
 LAB_EPOCHS = "lab.epochs"
 LAB_SECONDS = "lab.seconds"
-LAB_RACES = "lab.races"  # this session's races: list of (racer names, job id)
+LAB_RACES = "lab.races"  # this session's races: list of (run id, job id or None once only its record is left)
 LAB_ERROR = "lab.error"
 LAB_SHOWN = "lab.shown"  # the id of the latest finished race whose end a whole-page run has shown
-LAB_ANALYSES = "lab.analyses"  # {(race job id, depth, analysis): its job id}
+LAB_ANALYSES = "lab.analyses"  # {(race run id, depth, analysis): its job id}
 LAB_ANALYSIS_SHOWN = "lab.analysis_shown"  # suffixed with the analysis: the id of its job a whole-page run showed
 LAB_PAIR = "lab.pair"  # the depth whose twins the analyses measure
 

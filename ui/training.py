@@ -211,22 +211,31 @@ class LinkedRun:
 
 
 def linked_run() -> LinkedRun | None:
-    """The run named by this page's link (?run=...) when this session does not hold it. A run still in the queue
-    or its results (on any replica of the app) is taken into this session and None is returned: adopted when its
-    owner was a session of this server that is gone (a reload), followed otherwise (a shared link). A run that is
-    no longer there is what the disk says of it."""
+    """The training run named by this page's link (?run=...) when this session does not hold it. A run still in
+    the queue or its results (on any replica of the app) is taken into this session and None is returned (see
+    `take_linked`). A run that is no longer there is what the disk says of it."""
     run_id = st.query_params.get(RUN_PARAM)
     if not run_id or any(r.run_id == run_id for r in st.session_state.get(K.TRAIN_JOBS, [])):
         return None
+    if (job := take_linked(run_id, Run)) is not None:
+        st.session_state.setdefault(K.TRAIN_JOBS, []).append(replace(job.meta, job_id=job.id))
+        return None
+    record = run_store().load(run_id)
+    if record is not None and record.kind != "train":  # the lab's race, its link carried here: not this page's
+        return None
+    return LinkedRun(run_id, record)
+
+
+def take_linked(run_id: str, meta_type: type) -> Job | None:
+    """The job a link names (its tag, on any replica of the app) when its meta is a `meta_type`, taken into this
+    session: adopted when its owner was a session of this server that is gone (a reload), followed otherwise (a
+    shared link). None when no queue holds it any more."""
     runner = job_runner()
     job = runner.find(run_id)
-    if job is not None and isinstance(job.meta, Run):
-        reload = job.owner in runner.local_owners() and not session_alive(job.owner)
-        taken = runner.adopt(job.id, owner()) if reload else runner.follow(job.id, owner())
-        if taken is not None:
-            st.session_state.setdefault(K.TRAIN_JOBS, []).append(replace(job.meta, job_id=job.id))
-            return None
-    return LinkedRun(run_id, run_store().load(run_id))
+    if job is None or not isinstance(job.meta, meta_type):
+        return None
+    reload = job.owner in runner.local_owners() and not session_alive(job.owner)
+    return runner.adopt(job.id, owner()) if reload else runner.follow(job.id, owner())
 
 
 def rerun_page_once_finished(job: Job, shown_key: str) -> None:

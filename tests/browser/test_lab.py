@@ -186,5 +186,16 @@ def test_signal_charts_and_a_race_from_the_page(page: Page, app_server: str, tmp
     expect(said).to_contain_text(f"{racers['residual']} have a standard deviation of {means[racers['residual']]:.2f}")
     expect(said).to_contain_text(f"{racers['plain']} {means[racers['plain']]:.2f}")
     screenshot(page, tmp_path / "4_responses.png")
+
+    # The page's link names the race: a reload (a new session) shows it again, its verdict and what was measured on
+    # its twins, which can be measured again.
+    assert "run=" in page.url
+    said_text = said.inner_text()
+    page.reload()
+    wait_for_app(page, timeout_ms=RUN_MS)
+    expect(page.get_by_test_id("stMarkdown").filter(has_text="What you just measured")).to_contain_text(
+        f"{racers['residual']} ended at {last[racers['residual']]}, {racers['plain']} at {last[racers['plain']]}")
+    expect(page.get_by_test_id("stMarkdown").filter(has_text="have a standard deviation of")).to_have_text(said_text)
+    expect(page.get_by_role("button", name="Measure again")).to_be_visible()
     for png in ("1_signal.png", "2_racing.png", "3_stopped.png", "4_responses.png"):
         assert (tmp_path / png).stat().st_size > 0, png
