@@ -12,6 +12,9 @@
 - `effective_receptive_field`: [Luo2016] §2. The gradient of the centre output unit with respect to the input,
   averaged over images: how much each input pixel actually moves that unit. It fills far less than the
   theoretical receptive field and falls off like a Gaussian.
+- `shattered_gradients`: [Balduzzi2017] §2-3 and Figs. 1-3. The gradient of the output with respect to the input,
+  at inputs along a line from one test image to another, and how it correlates between inputs a few steps apart.
+  In a deep plain net it decorrelates like white noise ("shatters"); the shortcuts keep it correlated.
 
 References
 - [He2015] K. He et al. "Deep Residual Learning for Image Recognition", CVPR 2016.
@@ -21,6 +24,8 @@ References
   NeurIPS 2018.
 - [Luo2016] W. Luo, Y. Li, R. Urtasun, R. Zemel. "Understanding the Effective Receptive Field in Deep
   Convolutional Neural Networks", NeurIPS 2016.
+- [Balduzzi2017] D. Balduzzi, M. Frean, L. Leary, J. P. Lewis, K. W.-D. Ma, B. McWilliams. "The Shattered
+  Gradients Problem: If resnets are the answer, then what is the question?", ICML 2017.
 
 Every function takes a model and tensors and leaves the model as it found it (weights, mode, hooks).
 """
@@ -281,9 +286,55 @@ def mass_extent(erf: Tensor, share: float = 0.95) -> int:
     return max(h, w)
 
 
+# --- shattered gradients ([Balduzzi2017]) -------------------------------------------------------------
+
+
+def input_gradients(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """(N, D): the gradient of `f(x)[i]` with respect to `x[i]`, flattened, for each of the N inputs. `f` maps a batch
+    to one number per input and must treat the inputs apart (a model in eval mode does), so one backward pass of the
+    sum gives every input's own gradient."""
+    x = x.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(f(x).sum(), x)
+    return grad.flatten(1).detach()
+
+
+def gradient_correlation(g: Tensor, max_lag: int) -> tuple[float, ...]:
+    """For k = 1 .. `max_lag`: the mean Pearson correlation between the gradients (rows of `g`) of inputs k apart."""
+    z = F.normalize(g - g.mean(1, keepdim=True), dim=1)
+    return tuple(float((z[:-k] * z[k:]).sum(1).mean()) for k in range(1, max_lag + 1))
+
+
+def line_between(a: Tensor, b: Tensor, points: int) -> Tensor:
+    """`points` inputs evenly spaced on the straight line from `a` to `b` (both included)."""
+    t = torch.linspace(0, 1, points, dtype=a.dtype).view(-1, *([1] * a.dim()))
+    return a.unsqueeze(0) * (1 - t) + b.unsqueeze(0) * t
+
+
+@dataclass(frozen=True)
+class ShatteredGradients:
+    lags: tuple[int, ...]  # 1 .. max lag: how many steps apart two inputs on the line are
+    at_init: tuple[float, ...]  # mean correlation of the input gradients of inputs `lag` steps apart
+    trained: tuple[float, ...]
+    points: int  # inputs on the line from one test image to another
+
+
+def shattered_gradients(trained: ResNet, initial: ResNet, x: Tensor, y: Tensor, *, points: int = 128,
+                        max_lag: int = 32) -> ShatteredGradients:
+    """[Balduzzi2017] on images: the gradient of the logit of the first test image's class, at `points` inputs on
+    the line from that image to the first one of another class, at initialisation and trained (eval mode)."""
+    other = int(torch.nonzero(y != y[0]).flatten()[0]) if bool((y != y[0]).any()) else min(1, len(x) - 1)
+    line, label = line_between(x[0], x[other], points), int(y[0])
+
+    def correlation(model: ResNet) -> tuple[float, ...]:
+        with eval_mode(model):
+            return gradient_correlation(input_gradients(lambda v: model(v)[:, label], line), max_lag)
+
+    return ShatteredGradients(tuple(range(1, max_lag + 1)), correlation(initial), correlation(trained), points)
+
+
 # --- on a trained pair: what the lab runs, with progress ----------------------------------------------
 
-ANALYSES = ("responses", "lesion", "landscape", "erf")
+ANALYSES = ("responses", "lesion", "landscape", "erf", "shattered")
 
 
 def test_inputs(data: Dataset, n: int) -> tuple[Tensor, Tensor]:
@@ -428,6 +479,20 @@ def say_erf(erf: Erf, name: str) -> str:
             "found the effective field a fraction of the theoretical one.")
 
 
+def say_shattered(plain: ShatteredGradients, residual: ShatteredGradients, names: tuple[str, str]) -> str:
+    def compare(p: float, r: float) -> str:
+        if abs(p - r) < 0.05:
+            return "about alike"
+        return f"{names[0]}'s is the {'more' if p < r else 'less'} shattered"
+
+    step = f"1/{plain.points - 1} of the way from one test image to another"
+    init, trained = (plain.at_init[0], residual.at_init[0]), (plain.trained[0], residual.trained[0])
+    return (f"The gradients of two inputs one step apart ({step}) correlate {init[0]:.2f} in {names[0]} and "
+            f"{init[1]:.2f} in {names[1]} at initialisation ({compare(*init)}), {trained[0]:.2f} and {trained[1]:.2f} "
+            f"trained ({compare(*trained)}). Balduzzi et al. (2017) found that a deep plain net's gradient "
+            "decorrelates like white noise and a residual net's far more slowly.")
+
+
 @dataclass(frozen=True)
 class AnalysisProgress:
     """A progress report of an analysis: `done` of `total` evaluations of `analysis` on `model`."""
@@ -441,14 +506,16 @@ class AnalysisProgress:
 
 def result_type(analysis: str) -> type:
     """What `run_analysis` gives for each model: Responses, LesionStudy, Landscape or Erf."""
-    return {"responses": Responses, "lesion": LesionStudy, "landscape": Landscape, "erf": Erf}[analysis]
+    return {"responses": Responses, "lesion": LesionStudy, "landscape": Landscape, "erf": Erf,
+            "shattered": ShatteredGradients}[analysis]
 
 
 def run_analysis(analysis: str, trained: dict[str, ResNet], data: Dataset, *, seed: int, images: int = 500,
                  steps: int = 11, on_progress: Callable[[AnalysisProgress], None] | None = None) -> dict[str, object]:
     """One of ANALYSES on each trained model (e.g. {"plain-20": ..., "ResNet-20": ...}), on the first `images` test
-    images: name -> Responses, LesionStudy, Landscape or Erf. `seed` is the training seed: the ERF at
-    initialisation is taken from `build_model(config, seed=seed)`, the very weights training started from."""
+    images: name -> Responses, LesionStudy, Landscape, Erf or ShatteredGradients. `seed` is the training seed: the
+    weights at initialisation (the ERF's and the gradients' "at init") are `build_model(config, seed=seed)`, the very
+    weights training started from."""
     if analysis not in ANALYSES:
         raise ValueError(f"analysis={analysis!r} is not one of {', '.join(ANALYSES)}")
     from .model import build_model
@@ -466,7 +533,9 @@ def run_analysis(analysis: str, trained: dict[str, ResNet], data: Dataset, *, se
             out[name] = lesion_study(model, x, y, seed=seed, on_progress=report)
         elif analysis == "landscape":
             out[name] = landscape(model, x, y, steps=steps, seed=seed, on_progress=report)
-        else:
+        elif analysis == "erf":
             out[name] = erf_before_and_after(model, build_model(model.config, seed=seed), x[:64])
+        else:
+            out[name] = shattered_gradients(model, build_model(model.config, seed=seed), x, y)
         report(1, 1)
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -52,9 +53,22 @@ def test_summary_refuses_bad_input_clearly() -> None:
     assert run.returncode == 2 and "height=0 is not allowed" in run.stderr and "Traceback" not in run.stderr
 
 
-def fetch(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "resnet_core", "fetch", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+Fetch = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def fetch(capsys: pytest.CaptureFixture[str]) -> Fetch:
+    """`python -m resnet_core fetch ARGS` in this process (the entry point itself is run by the summary tests):
+    its exit status, stdout and stderr."""
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        capsys.readouterr()
+        try:
+            code = main(["fetch", *args])
+        except SystemExit as e:  # argparse refusing the command line
+            code = e.code if isinstance(e.code, int) else 1
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(["fetch", *args], code, out.out, out.err)
+    return run
 
 
 def test_fetch_downloads_with_progress_then_has_nothing_to_do(
@@ -79,7 +93,7 @@ def test_fetch_downloads_with_progress_then_has_nothing_to_do(
                                                     "Nothing to do: everything asked for is already here."]
 
 
-def test_fetch_with_everything_in_place_says_so(tmp_path: Path) -> None:
+def test_fetch_with_everything_in_place_says_so(tmp_path: Path, fetch: Fetch) -> None:
     data, weights = tmp_path / "data", tmp_path / "weights"
     write_cifar(data / "cifar-10-batches-py")
     path = checkpoint_path(pretrained_url("resnet18"), weights)
@@ -91,7 +105,7 @@ def test_fetch_with_everything_in_place_says_so(tmp_path: Path) -> None:
                                        "Nothing to do: everything asked for is already here."]
 
 
-def test_fetch_refuses_a_download_whose_checksum_is_not_the_published_one(tmp_path: Path) -> None:
+def test_fetch_refuses_a_download_whose_checksum_is_not_the_published_one(tmp_path: Path, fetch: Fetch) -> None:
     archive, _ = cifar_archive(tmp_path)  # a well-formed archive, but not the published one
     mirror = tmp_path / "mirror"
     mirror.mkdir()
@@ -114,7 +128,7 @@ def test_fetch_refuses_a_download_whose_checksum_is_not_the_published_one(tmp_pa
     assert list(weights.iterdir()) == [] and not checkpoint_present("resnet50", root=weights)
 
 
-def test_fetch_with_no_network_ends_with_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+def test_fetch_with_no_network_ends_with_one_line_and_leaves_nothing(tmp_path: Path, fetch: Fetch) -> None:
     with serve(tmp_path) as url:
         pass  # the server has stopped: its port refuses connections, as an unreachable site does
     data = tmp_path / "data"
@@ -126,7 +140,7 @@ def test_fetch_with_no_network_ends_with_one_line_and_leaves_nothing(tmp_path: P
     assert not dataset_present("cifar10", root=data) and [p for p in data.rglob("*") if p.is_file()] == []
 
 
-def test_fetch_asks_for_something_to_fetch() -> None:
+def test_fetch_asks_for_something_to_fetch(fetch: Fetch) -> None:
     run = fetch()
     assert run.returncode == 2 and "nothing to fetch" in run.stderr
     bad = fetch("--weights", "resnet20")  # torchvision publishes no weights for it

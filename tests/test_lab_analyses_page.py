@@ -5,16 +5,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import fields
 
 import pytest
+import torch
 from safetensors.torch import load
 
 from resnet_core.export import to_safetensors
 from resnet_core.lab import RaceReport, race_verdict, scaled, twins
 from resnet_core.model import build_model
-from resnet_core.residuals import run_analysis, say_responses
+from resnet_core.residuals import ANALYSES, run_analysis, say_responses
 from resnet_core.train.trainer import Progress
-from server.races import RaceMeta, load_analysis, load_curves, load_meta, load_model, save_end, save_meta
+from server.races import (
+    RaceMeta,
+    load_analysis,
+    load_curves,
+    load_meta,
+    load_model,
+    save_analysis,
+    save_end,
+    save_meta,
+)
 from server.runs import UNFINISHED, RunRecord, new_run_id
 from server.work import worker_dataset
 from tests.test_pages import run_app
@@ -37,20 +48,23 @@ def _until(check: Callable[[], bool], timeout_s: float = 30) -> None:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
-def test_a_finished_race_s_twins_are_measured_and_the_words_are_their_numbers() -> None:
+def test_a_race_starts_reports_stops_and_its_twins_are_measured_and_the_words_are_their_numbers() -> None:
     at = run_app(page="residual_lab")
     assert any("Finish a race" in i.value for i in at.info)  # nothing to measure yet, and it says why
     at.segmented_control(key="lab.depth").set_value(20)
     at.select_slider(key="lab.width").set_value(0.25)
-    at.number_input(key="lab.seconds").set_value(10)
     at.button[0].click().run()
+    assert not at.exception and not at.error
     run_id, race_id = at.session_state["lab.races"][-1]
     race = job_runner().get(race_id)
-    assert set(race.meta.names) == {"plain-20", "ResNet-20"}
+    assert race.meta.names == ("plain-20", "ResNet-20")
     assert at.query_params["run"] in (run_id, [run_id])  # the page's link names the race
-    _wait(race_id)
+    _until(lambda: {r.racer for r in race.progress()} == set(race.meta.names), 120)  # both racers report
+    race.stop()
+    assert race.wait(60) and race.state.value == "stopped"
     at.run()
     assert not at.exception
+    assert len(at.get("plotly_chart")) >= 2  # signal chart and race chart
 
     # Kept on disk as it ended: what raced, the curves the chart is drawn from, each twin's trained weights.
     store = run_store()
@@ -72,6 +86,24 @@ def test_a_finished_race_s_twins_are_measured_and_the_words_are_their_numbers() 
     assert said in [m.value for m in at.markdown]
     _until(lambda: load_analysis(store, run_id, 20, "responses") is not None)
     assert load_analysis(store, run_id, 20, "responses") == job_runner().get(job_id).result == measured
+
+
+@pytest.mark.parametrize("analysis", ANALYSES)
+def test_what_an_analysis_measured_reads_back_from_the_race_s_record_as_it_was(analysis: str) -> None:
+    data = worker_dataset("builtin")
+    configs = tuple(scaled(c, 0.25) for c in twins(20))
+    models = {name: build_model(cfg, seed=1).eval() for name, cfg in zip(("plain-20", "ResNet-20"), configs)}
+    measured = run_analysis(analysis, models, data, seed=0, images=24, steps=3)  # type: ignore[arg-type]
+    store, run_id = run_store(), new_run_id()
+    store.save(RunRecord(run_id, "race: plain-20 vs ResNet-20", state="done", kind="race"))
+    save_analysis(store, run_id, 20, analysis, measured)
+    kept = load_analysis(store, run_id, 20, analysis)
+    assert kept is not None and kept.keys() == measured.keys()
+    for name, value in measured.items():
+        for f in fields(value):  # type: ignore[arg-type]
+            a, b = getattr(value, f.name), getattr(kept[name], f.name)
+            assert (torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b), (name, f.name)
+    assert load_analysis(store, run_id, 56, analysis) is None  # another pair's: not measured
 
 
 def _progress(step: int, loss: float, kind: str = "step") -> Progress:

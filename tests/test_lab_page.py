@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.test_pages import run_app
 from ui.lab import signal_profiles
-from ui.training import job_runner
 
 
 def test_signal_charts_and_words_follow_the_measurement() -> None:
@@ -26,28 +24,6 @@ def test_signal_charts_and_words_follow_the_measurement() -> None:
         expected = "vanishes" if prof.grad_ratio < 0.01 else "shrinks" if prof.grad_ratio < 0.1 else (
             "grows" if prof.grad_ratio > 10 else "stays level")
         assert f"plain-56's gradient **{expected}**" in words
-
-
-@pytest.mark.slow
-@pytest.mark.usefixtures("one_thread")
-def test_a_race_starts_reports_and_stops() -> None:
-    at = run_app(page="residual_lab")
-    at.select_slider(key="lab.width").set_value(0.25)
-    at.toggle(key="lab.shallow").set_value(False)  # the 56-layer pair alone: the race's own start, reports and stop
-    at.button[0].click().run()
-    assert not at.exception and not at.error
-    _, job_id = at.session_state["lab.races"][-1]
-    job = job_runner().get(job_id)
-    names = job.meta.names
-    deadline = time.monotonic() + 120
-    while len(job.progress()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert {r.racer for r in job.progress()} == set(names)  # both racers report
-    job.stop()
-    assert job.wait(60) and job.state.value == "stopped"
-    at.run()
-    assert not at.exception
-    assert len(at.get("plotly_chart")) >= 2  # signal chart and race chart
 
 
 def test_cifar10_races_with_the_papers_recipe_and_says_how_to_get_it_when_missing(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,11 +21,14 @@ from resnet_core.residuals import (
     erf_before_and_after,
     error_rate,
     filter_normalized_direction,
+    gradient_correlation,
     grid,
+    input_gradients,
     landscape,
     layer_responses,
     lesion_study,
     lesioned,
+    line_between,
     local_minima,
     loss_surface,
     mass_extent,
@@ -34,6 +38,8 @@ from resnet_core.residuals import (
     path_lengths,
     say_erf,
     say_responses,
+    say_shattered,
+    shattered_gradients,
     support,
 )
 
@@ -211,5 +217,49 @@ def test_an_analysis_job_measures_the_pair_it_is_given_with_progress() -> None:
     result = job(ctx)
     assert result == run_analysis("lesion", models, data, seed=3, images=40)
     assert {r.model for r in ctx.reports} == {"plain", "residual"} and ctx.reports[-1].done == ctx.reports[-1].total
-    with pytest.raises(ValueError, match="not one of responses, lesion, landscape, erf"):
+    with pytest.raises(ValueError, match="not one of responses, lesion, landscape, erf, shattered"):
         run_analysis("hessian", models, data, seed=3)
+
+
+def test_input_gradients_are_each_input_s_own_gradient() -> None:
+    model = build_model(SMALL, seed=0)
+    x, _ = _batch(n=4, side=16)
+    _settle(model, x)
+    model.eval()
+    g = input_gradients(lambda v: model(v)[:, 2], x)
+    for i in range(len(x)):  # one input at a time, by torch's Jacobian: no batch to share
+        alone = torch.autograd.functional.jacobian(lambda v: model(v.unsqueeze(0))[0, 2], x[i])
+        assert torch.allclose(g[i], alone.flatten(), rtol=1e-4, atol=1e-6)
+
+
+def test_gradient_correlation_is_pearson_s_between_gradients_k_apart() -> None:
+    g = torch.randn(40, 30, generator=torch.Generator().manual_seed(0), dtype=torch.float64).cumsum(0)  # brown noise
+    measured = gradient_correlation(g, 5)
+    for k, value in enumerate(measured, start=1):
+        expected = np.mean([np.corrcoef(g[i].numpy(), g[i + k].numpy())[0, 1] for i in range(len(g) - k)])
+        assert value == pytest.approx(expected, rel=1e-9)
+    assert measured == tuple(sorted(measured, reverse=True))  # brown noise decorrelates with distance
+    # A linear map has one gradient everywhere: every pair correlates 1 ([Balduzzi2017]: depth 0 does not shatter).
+    w = torch.randn(3 * 8 * 8)
+    line = line_between(torch.zeros(3, 8, 8), torch.ones(3, 8, 8), 16)
+    assert gradient_correlation(input_gradients(lambda v: v.flatten(1) @ w, line), 4) == pytest.approx((1.0,) * 4)
+    assert torch.equal(line[0], torch.zeros(3, 8, 8)) and torch.equal(line[-1], torch.ones(3, 8, 8))
+
+
+def test_a_deep_plain_net_s_gradients_shatter_and_a_residual_net_s_do_not() -> None:
+    """[Balduzzi2017] §3-4 at initialisation: a plain net's gradients decorrelate faster the deeper it is; the same
+    net with shortcuts keeps them correlated."""
+    from resnet_core.lab import scaled, twins
+
+    x, y = _batch(n=8, side=32, classes=10)
+    first = {}
+    for depth in (20, 56):
+        plain, residual = (scaled(c, 0.25) for c in twins(depth))
+        p, r = (shattered_gradients(build_model(c, seed=1), build_model(c, seed=0), x, y, points=48, max_lag=8)
+                for c in (plain, residual))
+        assert p.at_init[0] < r.at_init[0] and p.at_init[-1] < r.at_init[-1], depth
+        assert p.lags == tuple(range(1, 9)) and p.points == 48
+        first[depth] = p.at_init[0]
+        said = say_shattered(p, r, (f"plain-{depth}", f"ResNet-{depth}"))
+        assert f"{p.at_init[0]:.2f} in plain-{depth}" in said and "plain-" + str(depth) + "'s is the more" in said
+    assert first[56] < first[20]

@@ -17,6 +17,7 @@ from resnet_core.residuals import (
     say_landscape,
     say_lesion,
     say_responses,
+    say_shattered,
 )
 from resnet_core.train.device import resolve_device
 from server.jobs import Job, QueueFull
@@ -45,6 +46,11 @@ ABOUT = {
             "Luo et al. (2016) measured how much each input pixel moves one output unit (its gradient), averaged "
             "over images: the effective receptive field is a fraction of the theoretical one the layer table "
             "gives (dashed), and grows with training."),
+    "shattered": ("Shattered gradients",
+                  "Balduzzi et al. (2017, Fig. 1-3) followed the gradient of a net's output with respect to its input "
+                  "as the input moves a little at a time: in a deep plain net the gradients of neighbouring inputs are "
+                  "almost unrelated, like white noise (they \"shatter\"), which makes gradient descent blind; the "
+                  "shortcuts keep them correlated. Here the input moves along a line from one test image to another."),
 }
 STEPS = {"cpu": 11, "cuda": 21}  # the loss surface's points per side: each twin about a minute on a 2-core CPU
 
@@ -155,6 +161,9 @@ def draw(analysis: str, result: dict[str, Any], depth: int, classes: int) -> Non
         three_d = st.toggle("3-D", key=f"landscape-3d-{depth}")
         st.plotly_chart(charts.landscape_surfaces(result, three_d=three_d), config={"displayModeBar": False})
         st.markdown(say_landscape(plain, residual, names))
-    else:
+    elif analysis == "erf":
         st.plotly_chart(charts.erf_chart(result), config={"displayModeBar": False})
         st.markdown(" ".join(say_erf(result[n], n) for n in names))
+    else:
+        st.plotly_chart(charts.shattered_chart(result), config={"displayModeBar": False})
+        st.markdown(say_shattered(plain, residual, names))

@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 from resnet_core import Report
 from resnet_core.activations import BlockAnatomy
 from resnet_core.lab import RaceReport, SignalProfile
-from resnet_core.residuals import Erf, Landscape, LesionStudy, Responses, path_lengths
+from resnet_core.residuals import Erf, Landscape, LesionStudy, Responses, ShatteredGradients, path_lengths
 from resnet_core.train import Progress
 
 STAGE_COLOURS = ("#64748b", "#0ea5e9", "#10b981", "#f59e0b", "#ef4444", "#8b5cf6", "#ec4899", "#334155")
@@ -267,6 +267,23 @@ def erf_chart(erfs: dict[str, Erf]) -> go.Figure:
                          row=1, col=col)
         fig.update_xaxes(showticklabels=False, row=1, col=col)
     fig.update_layout(height=300, margin=dict(t=40, b=10, l=10, r=10))
+    return fig
+
+
+def shattered_chart(results: dict[str, ShatteredGradients]) -> go.Figure:
+    """[Balduzzi2017] Fig. 3, on images: the correlation of the input gradients of two inputs k steps apart on a line
+    between two test images, for both twins, at initialisation (dotted) and trained (solid)."""
+    fig = go.Figure()
+    for name, r in results.items():
+        for when, values, dash in (("at init", r.at_init, "dot"), ("trained", r.trained, "solid")):
+            fig.add_scatter(x=list(r.lags), y=list(values), mode="lines", name=f"{name}, {when}",
+                            line=dict(color=_pair_colour(name), dash=dash),
+                            hovertemplate="%{x} steps apart: %{y:.2f}<extra>" + f"{name}, {when}</extra>")
+    fig.add_hline(y=0, line_color="#94a3b8", line_width=1)
+    fig.update_layout(height=340, margin=dict(t=30, b=10, l=10, r=10), legend=dict(orientation="h", y=1.15),
+                      xaxis_title="steps apart on the line (of " + str(next(iter(results.values())).points - 1) + ")",
+                      yaxis_title="correlation of the gradients")
+    fig.update_yaxes(range=[-0.1, 1.0])
     return fig
 
 
