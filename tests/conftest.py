@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -17,12 +18,19 @@ if str(ROOT) not in sys.path:
 
 os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
 
-# Run records of the tests' training jobs (and of the servers they start) go to a temporary folder.
-os.environ.setdefault("RESNET_RUNS_DIR", tempfile.mkdtemp(prefix="resnet-runs-"))
+# Run records of the tests' training jobs (and of the servers they start) go to a temporary folder, removed at the end.
+_RUNS_DIR = None if "RESNET_RUNS_DIR" in os.environ else tempfile.mkdtemp(prefix="resnet-runs-")
+if _RUNS_DIR is not None:
+    os.environ["RESNET_RUNS_DIR"] = _RUNS_DIR
 
 # The embedded Ray instances of the tests (this process's, and each server's the tests start) offer one CPU: a run
 # trains on one thread, which this 2-core machine, shared with browsers and servers, keeps at full speed.
 os.environ.setdefault("RESNET_RAY_CPUS", "1")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _RUNS_DIR is not None:
+        shutil.rmtree(_RUNS_DIR, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -184,8 +184,8 @@ def lesion_chart(studies: dict[str, LesionStudy], chance: float) -> go.Figure:
     for col in (1, 2):
         fig.add_hline(y=chance, line_dash="dash", line_color="#64748b", row=1, col=col,  # type: ignore[arg-type]
                       annotation_text="chance", annotation_position="bottom right")
-    fig.update_layout(height=360, barmode="group", margin=dict(t=40, b=10, l=10, r=10),
-                      legend=dict(orientation="h", y=1.18))
+    fig.update_layout(height=360, barmode="group", margin=dict(t=70, b=10, l=10, r=10),
+                      legend=dict(orientation="h", y=1.28))
     fig.update_yaxes(tickformat=".0%", range=[0, 1])
     fig.update_xaxes(title_text="hatched: a downsampling block", row=1, col=1)
     fig.update_xaxes(title_text="blocks deleted", row=1, col=2)
