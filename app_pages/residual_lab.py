@@ -140,12 +140,14 @@ def race_view() -> None:
     elif race.error:
         st.error(race.error, icon=":material/error:")
     elif job is None and race.record is not None:
-        st.caption(f"The {race.record.label} of this page's link ({race.record.state} at "
-                   f"{clock(race.record.updated_at)}, server time), with its curves and trained twins as it ended.")
+        ended = {"done": "finished", "stopped": "was stopped"}.get(race.record.state, race.record.state)
+        st.caption(f"From this page's link: the {race.record.label}, which {ended} at {clock(race.record.updated_at)} "
+                   "(server time), read back with its curves and trained twins.")
     fig, final = race_chart(names, reports, race.meta.classes)
     st.plotly_chart(fig, config={"displayModeBar": False}, key="lab_race")
     if race.finished and final:
-        st.markdown(f"**What you just measured.** {race_verdict(final, race.meta.classes)}")
+        said = "What you just measured." if job is not None else "What this race measured."
+        st.markdown(f"**{said}** {race_verdict(final, race.meta.classes)}")
 
 
 race_view()

@@ -130,7 +130,7 @@ def test_a_race_s_link_shows_it_and_measures_its_twins_from_its_record() -> None
     at = run_app(page="residual_lab", query={"run": meta.run_id})
     assert not at.exception and not at.warning
     final = race_chart(meta.names, reports, meta.classes)[1]
-    assert f"**What you just measured.** {race_verdict(final, meta.classes)}" in [m.value for m in at.markdown]
+    assert f"**What this race measured.** {race_verdict(final, meta.classes)}" in [m.value for m in at.markdown]
 
     at.button(key=f"measure-responses-{meta.run_id}-20").click().run()  # from the weights on disk
     job_id = at.session_state["lab.analyses"][(meta.run_id, 20, "responses")]

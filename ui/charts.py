@@ -100,6 +100,13 @@ def image_map(z: np.ndarray, *, zmax: float = 1.0, height: int, title: str | Non
     return fig
 
 
+def legend_over_panel_titles(fig: go.Figure, height: int) -> None:
+    """Side-by-side panels with titles: the legend in a row at the figure's top, clear of the titles under it (a
+    legend placed in the panels' coordinates overlaps them at some heights)."""
+    fig.update_layout(height=height + 30, margin=dict(t=70, b=10, l=10, r=10),
+                      legend=dict(orientation="h", yref="container", y=1, yanchor="top", x=0))
+
+
 def anatomy_bars(anatomy: Sequence[BlockAnatomy]) -> go.Figure:
     """Per block, mean |x| of the shortcut beside mean |F(x)| of the residual branch, on one image."""
     paths = [a.path for a in anatomy]
@@ -184,8 +191,8 @@ def lesion_chart(studies: dict[str, LesionStudy], chance: float) -> go.Figure:
     for col in (1, 2):
         fig.add_hline(y=chance, line_dash="dash", line_color="#64748b", row=1, col=col,  # type: ignore[arg-type]
                       annotation_text="chance", annotation_position="bottom right")
-    fig.update_layout(height=360, barmode="group", margin=dict(t=70, b=10, l=10, r=10),
-                      legend=dict(orientation="h", y=1.28))
+    fig.update_layout(barmode="group")
+    legend_over_panel_titles(fig, 360)
     fig.update_yaxes(tickformat=".0%", range=[0, 1])
     fig.update_xaxes(title_text="hatched: a downsampling block", row=1, col=1)
     fig.update_xaxes(title_text="blocks deleted", row=1, col=2)
@@ -395,7 +402,7 @@ def signal_chart(profiles: dict[str, SignalProfile], depth: int) -> go.Figure:
                             hovertemplate="%{customdata}: %{y:.3g}<extra>" + label + "</extra>", row=1, col=col)
     fig.update_yaxes(type="log")
     fig.update_xaxes(title_text="conv layer (input → output)")
-    fig.update_layout(height=340, margin=dict(t=40, b=10, l=10, r=10), legend=dict(orientation="h", y=1.18))
+    legend_over_panel_titles(fig, 340)
     return fig
 
 
@@ -425,5 +432,5 @@ def race_chart(run: Sequence[str], reports: Sequence[RaceReport], classes: int) 
     fig.update_yaxes(range=[0, 1], tickformat=".0%", row=1, col=2)
     fig.update_xaxes(title_text="step", row=1, col=1)
     fig.update_xaxes(title_text="epoch", row=1, col=2)
-    fig.update_layout(height=340, margin=dict(t=40, b=10, l=10, r=10), legend=dict(orientation="h", y=1.18))
+    legend_over_panel_titles(fig, 340)
     return fig, final
