@@ -248,7 +248,7 @@ def landscape_surfaces(scapes: dict[str, Landscape], *, three_d: bool) -> go.Fig
 
 
 # Magma with its first colour #000004 raised to #0c0820: drawn in Chromium, heatmap cells of #000004 (and of colours
-# within a few % of it) showed the plot's background, pink, instead, so a map's zero gradient read as a warm colour.
+# within a few % of it) came out in another colour (pink under Streamlit's theme), so a map's zero read as warm.
 ERF_COLORS = ["#0c0820", *plotly.colors.sequential.Magma[1:]]
 
 
