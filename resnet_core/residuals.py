@@ -509,7 +509,10 @@ class AnalysisProgress:
 
 
 def result_type(analysis: str) -> type:
-    """What `run_analysis` gives for each model: Responses, LesionStudy, Landscape or Erf."""
+    """What `run_analysis` gives for each model: Responses, LesionStudy, Landscape, Erf or ShatteredGradients.
+    Refuses a name that is not one of ANALYSES."""
+    if analysis not in ANALYSES:
+        raise ValueError(f"analysis={analysis!r} is not one of {', '.join(ANALYSES)}")
     return {"responses": Responses, "lesion": LesionStudy, "landscape": Landscape, "erf": Erf,
             "shattered": ShatteredGradients}[analysis]
 
@@ -520,8 +523,7 @@ def run_analysis(analysis: str, trained: dict[str, ResNet], data: Dataset, *, se
     images: name -> Responses, LesionStudy, Landscape, Erf or ShatteredGradients. `seed` is the training seed: the
     weights at initialisation (the ERF's and the gradients' "at init") are `build_model(config, seed=seed)`, the very
     weights training started from."""
-    if analysis not in ANALYSES:
-        raise ValueError(f"analysis={analysis!r} is not one of {', '.join(ANALYSES)}")
+    result_type(analysis)  # a name that is not one of ANALYSES is refused here
     from .model import build_model
 
     x, y = test_inputs(data, images)

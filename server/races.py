@@ -22,7 +22,7 @@ import torch
 
 from resnet_core.config import ResNetConfig
 from resnet_core.lab import RaceReport
-from resnet_core.residuals import ANALYSES, result_type
+from resnet_core.residuals import result_type
 from resnet_core.train.trainer import Progress
 from server.runs import RunStore
 
@@ -49,8 +49,7 @@ def model_file(racer: str) -> str:
 
 
 def analysis_file(depth: int, analysis: str) -> str:
-    if analysis not in ANALYSES:
-        raise ValueError(f"analysis={analysis!r} is not one of {', '.join(ANALYSES)}")
+    result_type(analysis)  # only an analysis's own name becomes part of a file's
     return f"analysis-{int(depth)}-{analysis}.json"
 
 
@@ -90,7 +89,7 @@ def load_model(store: RunStore, run_id: str, racer: str) -> bytes | None:
 
 
 def save_analysis(store: RunStore, run_id: str, depth: int, analysis: str, result: dict[str, Any]) -> None:
-    """What one analysis measured ({racer: Responses | LesionStudy | Landscape | Erf}), as JSON."""
+    """What one analysis measured ({racer: its result_type(analysis)}), as JSON."""
     plain = {racer: _plain(value) for racer, value in result.items()}
     store.save_file(run_id, analysis_file(depth, analysis), json.dumps(plain).encode())
 

@@ -6,7 +6,8 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -62,3 +63,11 @@ def one_thread() -> Iterator[None]:
     above makes one."""
     with torch_threads(1):
         yield
+
+
+def until(cond: Callable[[], object], timeout: float = 60.0) -> None:
+    """Wait until `cond()` is true (a job's state, a file the server writes), failing the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)

@@ -31,6 +31,7 @@ from server.jobs import (
     connect,
     gpu_share,
 )
+from tests.conftest import until
 
 ROOT = Path(__file__).resolve().parents[1]
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
@@ -75,13 +76,6 @@ def fails(ctx: JobContext) -> None:
 
 def runs_out_of_memory(ctx: JobContext) -> None:
     raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
-
-
-def until(cond, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def test_jobs_run_one_at_a_time_in_queue_order_and_show_their_places(jobs: Jobs) -> None:

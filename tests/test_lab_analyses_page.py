@@ -3,8 +3,6 @@ the race and its analyses kept on disk, shown again and measured again from the 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import fields
 
 import pytest
@@ -28,6 +26,7 @@ from server.races import (
 )
 from server.runs import UNFINISHED, RunRecord, new_run_id
 from server.work import worker_dataset
+from tests.conftest import until
 from tests.test_pages import run_app
 from ui.charts import race_chart
 from ui.training import job_runner, run_store
@@ -36,14 +35,6 @@ from ui.training import job_runner, run_store
 def _wait(job_id: int, timeout_s: float = 300) -> None:
     job = job_runner().get(job_id)
     assert job is not None and job.wait(timeout_s), "the job did not end in time"
-
-
-def _until(check: Callable[[], bool], timeout_s: float = 30) -> None:
-    """The server writes a job's record when it sees the job end, a moment after the job itself has ended."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "not written in time"
-        time.sleep(0.1)
 
 
 @pytest.mark.slow
@@ -59,7 +50,7 @@ def test_a_race_starts_reports_stops_and_its_twins_are_measured_and_the_words_ar
     race = job_runner().get(race_id)
     assert race.meta.names == ("plain-20", "ResNet-20")
     assert at.query_params["run"] in (run_id, [run_id])  # the page's link names the race
-    _until(lambda: {r.racer for r in race.progress()} == set(race.meta.names), 120)  # both racers report
+    until(lambda: {r.racer for r in race.progress()} == set(race.meta.names), 120)  # both racers report
     race.stop()
     assert race.wait(60) and race.state.value == "stopped"
     at.run()
@@ -68,7 +59,7 @@ def test_a_race_starts_reports_stops_and_its_twins_are_measured_and_the_words_ar
 
     # Kept on disk as it ended: what raced, the curves the chart is drawn from, each twin's trained weights.
     store = run_store()
-    _until(lambda: (r := store.load(run_id)) is not None and r.state not in UNFINISHED)
+    until(lambda: (r := store.load(run_id)) is not None and r.state not in UNFINISHED)
     assert store.load(run_id).kind == "race" and load_meta(store, run_id) == race.meta
     assert load_curves(store, run_id) == race.progress()
     for name, result in race.result.items():
@@ -84,7 +75,7 @@ def test_a_race_starts_reports_stops_and_its_twins_are_measured_and_the_words_ar
     measured = run_analysis("responses", trained, worker_dataset("builtin"), seed=race.meta.seed)
     said = say_responses(measured["plain-20"], measured["ResNet-20"], ("plain-20", "ResNet-20"))
     assert said in [m.value for m in at.markdown]
-    _until(lambda: load_analysis(store, run_id, 20, "responses") is not None)
+    until(lambda: load_analysis(store, run_id, 20, "responses") is not None)
     assert load_analysis(store, run_id, 20, "responses") == job_runner().get(job_id).result == measured
 
 
@@ -141,7 +132,7 @@ def test_a_race_s_link_shows_it_and_measures_its_twins_from_its_record() -> None
     assert said in [m.value for m in at.markdown]
 
     # Kept with the race: another session opening its link sees it at once, and may measure it again.
-    _until(lambda: load_analysis(run_store(), meta.run_id, 20, "responses") is not None)
+    until(lambda: load_analysis(run_store(), meta.run_id, 20, "responses") is not None)
     again = run_app(page="residual_lab", query={"run": meta.run_id})
     assert said in [m.value for m in again.markdown]
     assert again.button(key=f"measure-responses-{meta.run_id}-20").label == "Measure again"
